@@ -1,0 +1,150 @@
+//! The one typed settings struct.
+//!
+//! Clients send settings as JSON (`initializationOptions`, and
+//! `workspace/didChangeConfiguration`), the CLI as flags. Every field has a
+//! default, so a partial JSON object is always valid; unknown keys are
+//! ignored so an older server accepts a newer editor plugin's settings.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub completion: CompletionConfig,
+    pub context: ContextConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ModelConfig {
+    /// Path to a GGUF file. `None` means: `$SLM_LS_MODEL`, then the default
+    /// model fetched by `slm-ls models fetch`.
+    pub path: Option<PathBuf>,
+    /// CPU threads for decoding; 0 = all cores.
+    pub threads: u32,
+    /// Context window per cached document (tokens).
+    pub context_tokens: u32,
+    /// Tokens per `decode` call during prefill. Smaller = faster cancellation,
+    /// larger = better throughput (llama.cpp has no abort for a running decode).
+    pub batch_size: u32,
+    /// Layers offloaded to a GPU (needs a `cuda`/`vulkan`/`metal` build).
+    pub gpu_layers: u32,
+    /// How many documents keep their own KV-cache sequence (LRU).
+    pub cache_slots: u32,
+    /// Minimum run of matching tokens that is shifted instead of re-evaluated
+    /// after an edit in the middle of the prompt (llama-server's
+    /// `n_cache_reuse`). 0 disables chunk reuse (prefix reuse stays on).
+    pub cache_reuse_min_chunk: u32,
+    /// Turn all KV reuse off (every request evaluates its whole prompt).
+    /// Exists for benchmarks and for debugging suspected cache bugs.
+    pub cache_reuse: bool,
+    /// Override the auto-detected FIM format: "auto", "none" (prefix
+    /// continuation), "starcoder", "codellama", "deepseek", "qwen",
+    /// "codestral", "codegemma".
+    pub fim_format: String,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            path: None,
+            threads: 0,
+            context_tokens: 2048,
+            batch_size: 64,
+            gpu_layers: 0,
+            cache_slots: 4,
+            cache_reuse_min_chunk: 16,
+            cache_reuse: true,
+            fim_format: "auto".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CompletionConfig {
+    /// Upper bound on generated tokens per suggestion.
+    pub max_tokens: u32,
+    /// Wall-clock budget for generation (prefill excluded), in ms.
+    pub max_time_ms: u64,
+    /// Allow multi-line suggestions (block bodies); otherwise single line.
+    pub multiline: bool,
+    /// Disable completions without restarting the server.
+    pub enabled: bool,
+}
+
+impl Default for CompletionConfig {
+    fn default() -> Self {
+        CompletionConfig { max_tokens: 64, max_time_ms: 1500, multiline: true, enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContextConfig {
+    /// Token budget for text before the cursor.
+    pub prefix_tokens: u32,
+    /// Token budget for text after the cursor (FIM models only).
+    pub suffix_tokens: u32,
+    /// Token budget for snippets from other files.
+    pub extra_tokens: u32,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        ContextConfig { prefix_tokens: 1536, suffix_tokens: 256, extra_tokens: 0 }
+    }
+}
+
+impl Config {
+    /// Merge a JSON settings object over the defaults. Editors differ in how
+    /// they nest settings (`{"slm-ls": {...}}` from VS Code's section, or
+    /// the bare object from Neovim/Helix), so both shapes are accepted.
+    pub fn from_json(value: &serde_json::Value) -> Result<Config, String> {
+        let value = match value.get("slm-ls").or_else(|| value.get("slmLs")) {
+            Some(inner) => inner,
+            None => value,
+        };
+        if value.is_null() {
+            return Ok(Config::default());
+        }
+        serde_json::from_value(value.clone()).map_err(|e| format!("invalid slm-ls settings: {e}"))
+    }
+
+    /// Number of CPU threads to use.
+    pub fn threads(&self) -> i32 {
+        if self.model.threads > 0 {
+            return self.model.threads as i32;
+        }
+        std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn partial_settings_keep_defaults() {
+        let c = Config::from_json(&json!({"model": {"threads": 3}})).unwrap();
+        assert_eq!(c.model.threads, 3);
+        assert_eq!(c.model.context_tokens, 2048);
+        assert_eq!(c.completion.max_tokens, 64);
+    }
+
+    #[test]
+    fn nested_section_and_camel_case() {
+        let c = Config::from_json(&json!({"slm-ls": {"completion": {"maxTokens": 7}}})).unwrap();
+        assert_eq!(c.completion.max_tokens, 7);
+    }
+
+    #[test]
+    fn wrong_type_is_a_clear_error() {
+        let e = Config::from_json(&json!({"model": {"threads": "many"}})).unwrap_err();
+        assert!(e.contains("invalid slm-ls settings"), "{e}");
+    }
+}

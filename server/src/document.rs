@@ -1,0 +1,277 @@
+//! Open documents: one rope per URI, with its version and language.
+//!
+//! This module speaks plain Rust types (`Position`, `Edit`), not LSP types;
+//! `lsp::proto` converts at the edge. Positions are (line, column) in the
+//! negotiated [`Encoding`]; columns are converted to rope char indices
+//! here, exactly, including surrogate pairs and CRLF.
+//!
+//! **Invariant:** a `Document` is only mutated by [`DocumentStore::apply`] and
+//! friends, which run synchronously in the notification handler, so edits
+//! land in arrival order before any later request reads the document.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use ropey::Rope;
+
+/// How a client counts columns (`positionEncoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// UTF-16 code units: the LSP default, what VS Code uses.
+    #[default]
+    Utf16,
+    /// Bytes of UTF-8: offered by Neovim and Helix.
+    Utf8,
+    /// Unicode scalar values.
+    Utf32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub line: u32,
+    pub character: u32,
+}
+
+impl Position {
+    pub fn new(line: u32, character: u32) -> Position {
+        Position { line, character }
+    }
+}
+
+/// One content change of `didChange`: replace `range` (or everything, when
+/// `None`) with `text`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edit {
+    pub range: Option<(Position, Position)>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocError {
+    NotOpen(String),
+    LineOutOfRange { line: u32, lines: usize },
+    ReversedRange { start: Position, end: Position },
+    StaleVersion { have: i32, got: i32 },
+}
+
+impl std::fmt::Display for DocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DocError::NotOpen(uri) => write!(f, "document {uri} is not open (send textDocument/didOpen first)"),
+            DocError::LineOutOfRange { line, lines } => {
+                write!(f, "position line {line} is past the end of the document ({lines} lines)")
+            }
+            DocError::ReversedRange { start, end } => write!(
+                f,
+                "range start {}:{} is after its end {}:{}",
+                start.line, start.character, end.line, end.character
+            ),
+            DocError::StaleVersion { have, got } => {
+                write!(f, "document version went backwards ({got} after {have}); edit ignored")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DocError {}
+
+/// A document's content. Cloning is O(1) (the rope is shared), which is what
+/// makes [`Snapshot`]s cheap.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub rope: Rope,
+    pub version: i32,
+    pub language_id: String,
+}
+
+impl Document {
+    pub fn new(text: &str, version: i32, language_id: &str) -> Document {
+        Document { rope: Rope::from_str(text), version, language_id: language_id.to_string() }
+    }
+
+    /// Char index of `pos`. A column past the end of its line clamps to the
+    /// line end (the LSP rule); a column inside a character (half a
+    /// surrogate pair, the middle of a UTF-8 sequence) rounds up to the
+    /// character's end. A line past the end is an error.
+    pub fn char_index(&self, pos: Position, enc: Encoding) -> Result<usize, DocError> {
+        let lines = self.rope.len_lines();
+        let line_idx = pos.line as usize;
+        if line_idx >= lines {
+            return Err(DocError::LineOutOfRange { line: pos.line, lines });
+        }
+        let line_start = self.rope.line_to_char(line_idx);
+        let line = self.rope.line(line_idx);
+        let want = pos.character as usize;
+        let mut units = 0usize;
+        let mut chars = 0usize;
+        for ch in line.chars() {
+            if ch == '\n' || ch == '\r' || units >= want {
+                break;
+            }
+            units += match enc {
+                Encoding::Utf16 => ch.len_utf16(),
+                Encoding::Utf8 => ch.len_utf8(),
+                Encoding::Utf32 => 1,
+            };
+            chars += 1;
+        }
+        Ok(line_start + chars)
+    }
+
+    /// The position of a char index, in the client's encoding.
+    pub fn position(&self, char_idx: usize, enc: Encoding) -> Position {
+        let char_idx = char_idx.min(self.rope.len_chars());
+        let line = self.rope.char_to_line(char_idx);
+        let line_start = self.rope.line_to_char(line);
+        let col: usize = match enc {
+            Encoding::Utf32 => char_idx - line_start,
+            Encoding::Utf16 => {
+                self.rope.char_to_utf16_cu(char_idx) - self.rope.char_to_utf16_cu(line_start)
+            }
+            Encoding::Utf8 => self.rope.char_to_byte(char_idx) - self.rope.char_to_byte(line_start),
+        };
+        Position::new(line as u32, col as u32)
+    }
+
+    /// Apply one edit. Errors leave the document untouched.
+    pub fn apply(&mut self, edit: &Edit, enc: Encoding) -> Result<(), DocError> {
+        match edit.range {
+            None => self.rope = Rope::from_str(&edit.text),
+            Some((start, end)) => {
+                if start > end {
+                    return Err(DocError::ReversedRange { start, end });
+                }
+                let s = self.char_index(start, enc)?;
+                let e = self.char_index(end, enc)?;
+                self.rope.remove(s..e);
+                self.rope.insert(s, &edit.text);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A read-only view of a document at one version, taken by request handlers
+/// so they never hold a map lock across an `.await`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub uri: String,
+    pub doc: Document,
+}
+
+/// All open documents. A `DashMap` so notification handlers (writers) and
+/// request handlers (readers of snapshots) on different tokio workers do
+/// not serialise on one lock; every access is short and synchronous.
+#[derive(Debug, Default)]
+pub struct DocumentStore {
+    docs: DashMap<String, Document>,
+}
+
+impl DocumentStore {
+    pub fn new() -> Arc<DocumentStore> {
+        Arc::new(DocumentStore::default())
+    }
+
+    /// `didOpen`. Opening an already-open document replaces it (some clients
+    /// re-open after a reload); the newer text wins.
+    pub fn open(&self, uri: &str, text: &str, version: i32, language_id: &str) {
+        self.docs.insert(uri.to_string(), Document::new(text, version, language_id));
+    }
+
+    pub fn close(&self, uri: &str) -> bool {
+        self.docs.remove(uri).is_some()
+    }
+
+    /// `didChange`: apply all edits in order, then set the version. If an
+    /// edit fails, the edits before it stay applied (they were valid against
+    /// the state the client had) and the error is returned so the caller
+    /// can tell the user the view may be out of sync.
+    pub fn apply(&self, uri: &str, version: i32, edits: &[Edit], enc: Encoding) -> Result<(), DocError> {
+        let mut doc = self.docs.get_mut(uri).ok_or_else(|| DocError::NotOpen(uri.to_string()))?;
+        if version < doc.version {
+            return Err(DocError::StaleVersion { have: doc.version, got: version });
+        }
+        for edit in edits {
+            doc.apply(edit, enc)?;
+        }
+        doc.version = version;
+        Ok(())
+    }
+
+    pub fn snapshot(&self, uri: &str) -> Result<Snapshot, DocError> {
+        let doc = self.docs.get(uri).ok_or_else(|| DocError::NotOpen(uri.to_string()))?;
+        Ok(Snapshot { uri: uri.to_string(), doc: doc.clone() })
+    }
+
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    pub fn uris(&self) -> Vec<String> {
+        self.docs.iter().map(|e| e.key().clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edit(l0: u32, c0: u32, l1: u32, c1: u32, text: &str) -> Edit {
+        Edit { range: Some((Position::new(l0, c0), Position::new(l1, c1))), text: text.into() }
+    }
+
+    #[test]
+    fn utf16_surrogate_pairs() {
+        let mut d = Document::new("a😀b\n", 0, "rust");
+        // 😀 is two UTF-16 units: 'b' starts at column 3.
+        d.apply(&edit(0, 3, 0, 4, "c"), Encoding::Utf16).unwrap();
+        assert_eq!(d.rope.to_string(), "a😀c\n");
+        assert_eq!(d.position(3, Encoding::Utf16), Position::new(0, 4));
+        assert_eq!(d.position(3, Encoding::Utf8), Position::new(0, 6));
+    }
+
+    #[test]
+    fn utf8_columns() {
+        let mut d = Document::new("é=1\n", 0, "rust");
+        d.apply(&edit(0, 2, 0, 3, "=="), Encoding::Utf8).unwrap();
+        assert_eq!(d.rope.to_string(), "é==1\n");
+    }
+
+    #[test]
+    fn crlf_lines_and_clamping() {
+        let mut d = Document::new("ab\r\ncd\r\n", 0, "c");
+        // column past the line end clamps before the CRLF.
+        d.apply(&edit(0, 99, 0, 99, "!"), Encoding::Utf16).unwrap();
+        assert_eq!(d.rope.to_string(), "ab!\r\ncd\r\n");
+        d.apply(&edit(1, 0, 2, 0, ""), Encoding::Utf16).unwrap();
+        assert_eq!(d.rope.to_string(), "ab!\r\n");
+    }
+
+    #[test]
+    fn unicode_line_separators_are_not_lsp_lines() {
+        // LSP only knows \n, \r\n and \r; U+2028 must not start a new line.
+        let d = Document::new("a\u{2028}b\nc", 0, "js");
+        assert_eq!(d.rope.len_lines(), 2);
+    }
+
+    #[test]
+    fn bad_ranges_are_errors_and_leave_text_alone() {
+        let mut d = Document::new("abc", 0, "rust");
+        assert!(matches!(d.apply(&edit(5, 0, 5, 0, "x"), Encoding::Utf16), Err(DocError::LineOutOfRange { .. })));
+        assert!(matches!(d.apply(&edit(0, 2, 0, 1, "x"), Encoding::Utf16), Err(DocError::ReversedRange { .. })));
+        assert_eq!(d.rope.to_string(), "abc");
+    }
+
+    #[test]
+    fn versions_must_not_go_backwards() {
+        let store = DocumentStore::default();
+        store.open("file:///a", "x", 5, "rust");
+        let err = store.apply("file:///a", 4, &[edit(0, 0, 0, 0, "y")], Encoding::Utf16).unwrap_err();
+        assert!(err.to_string().contains("went backwards"));
+        assert_eq!(store.snapshot("file:///a").unwrap().doc.rope.to_string(), "x");
+    }
+}

@@ -1,0 +1,466 @@
+//! The inference thread: owns the llama.cpp model, context and KV cache.
+//!
+//! Loop: block for a message, drain everything queued, drop superseded
+//! work, run the newest completion (completions before warm-ups), repeat.
+//!
+//! KV layout: `cache_slots` sequences share one unified KV buffer of
+//! `cache_slots * context_tokens` cells. Each slot remembers the tokens its
+//! cells hold (`Slot::tokens`, in position order) and which document used
+//! it last; a request takes its document's slot, else the slot whose
+//! tokens share the longest prefix with the new prompt, else the least
+//! recently used one. That is what lets switching files keep each file's
+//! cache.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use super::prompt::{FimFormat, Vocab};
+use super::reuse;
+use super::stop;
+use super::{EngineInfo, EngineSettings, Event, Job, Msg, Outcome, Stats, StopReason};
+
+/// llama.cpp's backend is process-global and may be initialised once.
+pub(crate) fn backend() -> Result<&'static LlamaBackend, String> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            // llama.cpp logs a lot at load time; route it through tracing
+            // (filtered like our own logs) instead of raw stderr.
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| format!("cannot initialise llama.cpp: {e}"))
+        })
+        .as_ref()
+        .map_err(|e| e.clone())
+}
+
+/// The llama.cpp vocabulary behind the prompt builder's [`Vocab`] trait.
+pub(crate) struct LlamaVocabAdapter<'m>(pub &'m LlamaModel);
+
+impl Vocab for LlamaVocabAdapter<'_> {
+    fn tokenize(&self, text: &str) -> Vec<i32> {
+        // add_special=false: no BOS in the middle; parse_special=false:
+        // user text can never produce control tokens.
+        self.0.vocab().tokenize(text.as_bytes(), false, false).into_iter().map(|t| t.0).collect()
+    }
+
+    fn special(&self, text: &str) -> Option<i32> {
+        let vocab = self.0.vocab();
+        let toks = vocab.tokenize(text.as_bytes(), false, true);
+        match toks.as_slice() {
+            [t] if vocab.is_control(*t) || is_user_defined(self.0, *t) => Some(t.0),
+            _ => None,
+        }
+    }
+
+    fn fim_ids(&self) -> Option<(i32, i32, i32)> {
+        let v = self.0.vocab();
+        let (p, s, m) = (v.fim_pre().0, v.fim_suf().0, v.fim_mid().0);
+        (p >= 0 && s >= 0 && m >= 0).then_some((p, s, m))
+    }
+
+    fn bos(&self) -> Option<i32> {
+        let v = self.0.vocab();
+        (v.should_add_bos() && v.bos().0 >= 0).then_some(v.bos().0)
+    }
+}
+
+fn is_user_defined(model: &LlamaModel, t: LlamaToken) -> bool {
+    use llama_cpp_2::token_type::LlamaTokenAttr;
+    model.vocab().attr(t).contains(LlamaTokenAttr::UserDefined)
+}
+
+struct Slot {
+    /// Tokens whose K/V this sequence holds, by position.
+    tokens: Vec<i32>,
+    /// Document that used it last.
+    key: Option<String>,
+    last_used: u64,
+}
+
+struct Engine<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    format: FimFormat,
+    settings: EngineSettings,
+    slots: Vec<Slot>,
+    clock: u64,
+    batch: LlamaBatch<'static>,
+    stats: Arc<Stats>,
+    pending: Arc<AtomicUsize>,
+}
+
+pub(crate) fn run(
+    settings: EngineSettings,
+    rx: mpsc::Receiver<Msg>,
+    pending: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
+    mut progress: Box<dyn FnMut(f32) + Send>,
+    ready: mpsc::Sender<Result<EngineInfo, String>>,
+) {
+    let started = Instant::now();
+    let backend = match backend() {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let params = LlamaModelParams::default()
+        .with_n_gpu_layers(settings.gpu_layers)
+        .with_progress_callback(move |p| {
+            progress(p);
+            true
+        });
+    let model = match LlamaModel::load_from_file(backend, &settings.model_path, &params) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "llama.cpp could not load {}: {e} (the file may be truncated or not a supported GGUF model)",
+                settings.model_path.display()
+            )));
+            return;
+        }
+    };
+    let n_ctx_train = model.n_ctx_train();
+    let mut per_slot = settings.context_tokens;
+    if n_ctx_train > 0 && per_slot > n_ctx_train {
+        tracing::warn!(
+            "model.contextTokens {} exceeds the model's training context {}; using {}",
+            per_slot,
+            n_ctx_train,
+            n_ctx_train
+        );
+        per_slot = n_ctx_train;
+    }
+    let mut settings = settings;
+    settings.context_tokens = per_slot;
+    let n_ctx = per_slot * settings.cache_slots;
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(settings.batch_size)
+        .with_n_ubatch(settings.batch_size)
+        .with_n_seq_max(settings.cache_slots)
+        .with_kv_unified(true)
+        .with_n_threads(settings.threads)
+        .with_n_threads_batch(settings.threads);
+    let ctx = match model.new_context(backend, ctx_params) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot create a llama.cpp context of {n_ctx} tokens: {e}")));
+            return;
+        }
+    };
+    let vocab = LlamaVocabAdapter(&model);
+    let format = match FimFormat::detect(&vocab, settings.fim_override) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let model_name = model
+        .meta_val_str("general.name")
+        .unwrap_or_else(|_| settings.model_path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+    let info = EngineInfo {
+        model_name,
+        fim: format.family,
+        n_ctx_train,
+        n_params: model.n_params(),
+        load_ms: started.elapsed().as_millis() as u64,
+    };
+    tracing::info!(?info, n_ctx, "model loaded");
+    let batch = LlamaBatch::new(settings.batch_size as usize, 1);
+    let slots = (0..settings.cache_slots).map(|_| Slot { tokens: Vec::new(), key: None, last_used: 0 }).collect();
+    let mut engine = Engine { model: &model, ctx, format, settings, slots, clock: 0, batch, stats, pending };
+    if ready.send(Ok(info)).is_err() {
+        return;
+    }
+    engine.serve(rx);
+}
+
+impl Engine<'_> {
+    fn serve(&mut self, rx: mpsc::Receiver<Msg>) {
+        let mut queue: Vec<Msg> = Vec::new();
+        loop {
+            if queue.is_empty() {
+                match rx.recv() {
+                    Ok(m) => queue.push(m),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(m) = rx.try_recv() {
+                queue.push(m);
+            }
+            self.pending.fetch_sub(queue.len(), Ordering::SeqCst);
+            if queue.iter().any(|m| matches!(m, Msg::Shutdown)) {
+                return;
+            }
+            // Newest completion first; warm-ups only when no completion waits.
+            let pos = queue
+                .iter()
+                .rposition(|m| matches!(m, Msg::Complete(j) if !j.cancel.is_cancelled()))
+                .or_else(|| queue.iter().rposition(|m| matches!(m, Msg::Warm(j) if !j.cancel.is_cancelled())));
+            let Some(pos) = pos else {
+                for m in queue.drain(..) {
+                    if let Msg::Complete(j) = m {
+                        self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                        let _ = j.events.send(Event::Cancelled);
+                    }
+                }
+                continue;
+            };
+            let msg = queue.remove(pos);
+            // Put the rest back as "pending" so a running job sees them.
+            self.pending.fetch_add(queue.len(), Ordering::SeqCst);
+            match msg {
+                Msg::Complete(job) => self.complete(job, false),
+                Msg::Warm(job) => self.complete(job, true),
+                Msg::Shutdown => return,
+            }
+            // The re-queued messages are drained again at the top.
+            let n = queue.len();
+            self.pending.fetch_sub(n, Ordering::SeqCst);
+            self.pending.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+
+    fn pick_slot(&mut self, key: &str, prompt: &[i32]) -> usize {
+        if let Some(i) = self.slots.iter().position(|s| s.key.as_deref() == Some(key)) {
+            return i;
+        }
+        let best = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, reuse::common_prefix(&s.tokens, prompt)))
+            .max_by_key(|(_, n)| *n);
+        if let Some((i, n)) = best {
+            if n * 2 > prompt.len() {
+                return i;
+            }
+        }
+        self.slots.iter().enumerate().min_by_key(|(_, s)| s.last_used).map(|(i, _)| i).unwrap_or(0)
+    }
+
+    fn complete(&mut self, job: Job, warm: bool) {
+        let stats = self.stats.clone();
+        if warm {
+            stats.warmups.fetch_add(1, Ordering::Relaxed);
+        } else {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = self.run_job(&job, warm);
+        match result {
+            Ok(Some(outcome)) => {
+                if !warm {
+                    stats.completed.fetch_add(1, Ordering::Relaxed);
+                    stats.record_latency(job.submitted.elapsed().as_secs_f64() * 1000.0);
+                    tracing::info!(
+                        reused = outcome.reused_tokens,
+                        evaluated = outcome.evaluated_tokens,
+                        generated = outcome.generated_tokens,
+                        prefill_ms = format!("{:.1}", outcome.prefill_ms),
+                        total_ms = format!("{:.1}", outcome.total_ms),
+                        queued_ms = format!("{:.1}", job.submitted.elapsed().as_secs_f64() * 1000.0 - outcome.total_ms),
+                        "completion"
+                    );
+                    let _ = job.events.send(Event::Done(outcome));
+                }
+            }
+            Ok(None) => {
+                if !warm {
+                    stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                    let _ = job.events.send(Event::Cancelled);
+                }
+            }
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("completion failed: {e}");
+                let _ = job.events.send(Event::Failed(e));
+            }
+        }
+    }
+
+    /// Run one job. `Ok(None)` = cancelled (or, for a warm-up, preempted).
+    fn run_job(&mut self, job: &Job, warm: bool) -> Result<Option<Outcome>, String> {
+        let t0 = Instant::now();
+        let vocab = LlamaVocabAdapter(self.model);
+        let mut prompt = self.format.build(&vocab, &job.input);
+        // Safety net: the context builder budgets tokens, but never let a
+        // prompt overflow the slot. Cutting the head here costs reuse.
+        let room = (self.settings.context_tokens as usize).saturating_sub(job.params.max_tokens as usize + 1);
+        if prompt.len() > room {
+            tracing::warn!(prompt = prompt.len(), room, "prompt exceeds the context; cutting its head");
+            let cut = prompt.len() - room;
+            prompt.drain(..cut);
+        }
+        if prompt.is_empty() {
+            prompt.push(self.model.vocab().bos().0.max(0));
+        }
+        let slot_idx = self.pick_slot(&job.key, &prompt);
+        self.clock += 1;
+        let seq = slot_idx as i32;
+        {
+            let slot = &mut self.slots[slot_idx];
+            slot.key = Some(job.key.clone());
+            slot.last_used = self.clock;
+        }
+
+        // 1. Reuse what the slot holds.
+        let min_chunk = self.settings.cache_reuse_min_chunk as usize;
+        let plan = if self.settings.cache_reuse {
+            reuse::plan(&self.slots[slot_idx].tokens, &prompt, min_chunk)
+        } else {
+            reuse::ReusePlan::default()
+        };
+        self.apply_plan(seq, slot_idx, &plan)?;
+        let reused = plan.n_past;
+
+        // 2. Prefill the rest in cancellable chunks.
+        let mut n_past = reused;
+        let chunk = self.settings.batch_size as usize;
+        while n_past < prompt.len() {
+            if job.cancel.is_cancelled() || (warm && self.pending.load(Ordering::SeqCst) > 0) {
+                return Ok(None);
+            }
+            let end = (n_past + chunk).min(prompt.len());
+            self.batch.clear();
+            for (i, &t) in prompt[n_past..end].iter().enumerate() {
+                let pos = n_past + i;
+                self.batch
+                    .add(LlamaToken(t), pos as i32, &[seq], pos + 1 == prompt.len())
+                    .map_err(|e| format!("batch: {e}"))?;
+            }
+            if let Err(e) = self.ctx.decode(&mut self.batch) {
+                self.reset_slot(seq, slot_idx);
+                return Err(format!("llama.cpp decode failed during prefill: {e}"));
+            }
+            self.slots[slot_idx].tokens.extend_from_slice(&prompt[n_past..end]);
+            n_past = end;
+        }
+        let prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let evaluated = prompt.len() - reused;
+        if warm {
+            return Ok(None);
+        }
+        self.stats.prompt_tokens.fetch_add(prompt.len() as u64, Ordering::Relaxed);
+        self.stats.reused_tokens.fetch_add(reused as u64, Ordering::Relaxed);
+        self.stats.evaluated_tokens.fetch_add(evaluated as u64, Ordering::Relaxed);
+
+        // 3. Generate.
+        let t_gen = Instant::now();
+        let mut sampler = LlamaSampler::greedy();
+        let mut text = String::new();
+        let mut pending_bytes: Vec<u8> = Vec::new();
+        let mut sent = 0usize;
+        let mut generated = 0usize;
+        let mut logits_idx = self.batch.n_tokens() - 1;
+        let stop_reason;
+        loop {
+            if job.cancel.is_cancelled() {
+                return Ok(None);
+            }
+            if generated >= job.params.max_tokens as usize {
+                stop_reason = StopReason::MaxTokens;
+                break;
+            }
+            if job.params.max_time_ms > 0 && t_gen.elapsed().as_millis() as u64 >= job.params.max_time_ms {
+                stop_reason = StopReason::TimeBudget;
+                break;
+            }
+            if n_past + 1 >= self.settings.context_tokens as usize {
+                stop_reason = StopReason::MaxTokens;
+                break;
+            }
+            let token = sampler.sample(&self.ctx, logits_idx);
+            let vocab = self.model.vocab();
+            if vocab.is_eog(token) || vocab.is_control(token) {
+                stop_reason = StopReason::EndOfGeneration;
+                break;
+            }
+            pending_bytes.extend(vocab.token_to_piece(token, false, None));
+            // Emit only complete UTF-8; keep a split multi-byte char for later.
+            let valid = match std::str::from_utf8(&pending_bytes) {
+                Ok(s) => s.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            if valid > 0 {
+                text.push_str(std::str::from_utf8(&pending_bytes[..valid]).unwrap());
+                pending_bytes.drain(..valid);
+            }
+            let cut = stop::cut_point(&job.params.stop, &text);
+            if let Some(cut) = cut {
+                text.truncate(cut);
+            }
+            if text.len() > sent {
+                let _ = job.events.send(Event::Delta(text[sent..].to_string()));
+                sent = text.len();
+            }
+            if cut.is_some() {
+                stop_reason = StopReason::StopRule;
+                break;
+            }
+            // Evaluate the token so the next one can be sampled; it stays in
+            // the slot, so if the user types what we suggested the next
+            // request finds it cached.
+            self.batch.clear();
+            self.batch.add(token, n_past as i32, &[seq], true).map_err(|e| format!("batch: {e}"))?;
+            if let Err(e) = self.ctx.decode(&mut self.batch) {
+                self.reset_slot(seq, slot_idx);
+                return Err(format!("llama.cpp decode failed during generation: {e}"));
+            }
+            self.slots[slot_idx].tokens.push(token.0);
+            n_past += 1;
+            generated += 1;
+            logits_idx = 0;
+        }
+        let gen_ms = t_gen.elapsed().as_secs_f64() * 1000.0;
+        self.stats.generated_tokens.fetch_add(generated as u64, Ordering::Relaxed);
+        self.stats.generate_ms.fetch_add(gen_ms as u64, Ordering::Relaxed);
+        Ok(Some(Outcome {
+            text,
+            stop: stop_reason,
+            prompt_tokens: prompt.len(),
+            reused_tokens: reused,
+            evaluated_tokens: evaluated,
+            generated_tokens: generated,
+            prefill_ms,
+            total_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        }))
+    }
+
+    /// Apply a reuse plan to sequence `seq`: drop the cells between shifted
+    /// chunks, move the chunks, drop everything after the reused part.
+    fn apply_plan(&mut self, seq: i32, slot_idx: usize, plan: &reuse::ReusePlan) -> Result<(), String> {
+        let kv = |r: Result<(), llama_cpp_2::context::kv_cache::KvCacheConversionError>| {
+            r.map_err(|e| format!("KV cache edit failed: {e}"))
+        };
+        for s in &plan.shifts {
+            kv(self.ctx.kv_cache_seq_rm(seq, Some(s.to as u32), Some(s.from as u32)))?;
+            let delta = s.to as i32 - s.from as i32;
+            kv(self.ctx.kv_cache_seq_add(seq, Some(s.from as u32), Some((s.from + s.len) as u32), delta))?;
+        }
+        if kv(self.ctx.kv_cache_seq_rm(seq, Some(plan.n_past as u32), None)).is_err() {
+            self.reset_slot(seq, slot_idx);
+            return Ok(());
+        }
+        reuse::apply_to_tokens(&mut self.slots[slot_idx].tokens, plan);
+        Ok(())
+    }
+
+    fn reset_slot(&mut self, seq: i32, slot_idx: usize) {
+        let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+        self.slots[slot_idx].tokens.clear();
+    }
+}

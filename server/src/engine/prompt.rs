@@ -1,0 +1,319 @@
+//! Prompt assembly: FIM format detection and the token layout.
+//!
+//! Layout rule for cache reuse: what changes rarely comes first (cross-file
+//! snippets, then the head of the prefix), what changes on every keystroke
+//! comes last. For families trained on suffix-prefix-middle (SPM) order
+//! the suffix goes before the prefix, so typing only touches the tail; for
+//! prefix-suffix-middle (PSM) families the suffix follows the prefix and
+//! survives edits through chunk reuse (see `reuse.rs`).
+//!
+//! User text is always tokenized with special-token parsing **off**: a file
+//! that contains `<fim_prefix>` must not inject control tokens.
+
+use std::fmt;
+
+/// What the model-independent part of the pipeline hands to the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptInput {
+    /// Repository-relative path (or file name) of the document.
+    pub path: String,
+    /// Text before the cursor, already windowed by the context builder.
+    pub prefix: String,
+    /// Text after the cursor (used in the prompt only by FIM models).
+    pub suffix: String,
+    /// Snippets from other files, most stable first.
+    pub extras: Vec<Snippet>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snippet {
+    pub path: String,
+    pub text: String,
+}
+
+/// The families we know how to prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FimFamily {
+    /// No FIM tokens: continue the prefix (SmolLM2, chat models).
+    None,
+    /// `<fim_prefix>…<fim_suffix>…<fim_middle>` (StarCoder/2, Refact, SantaCoder-style).
+    StarCoder,
+    /// `<|fim_prefix|>…<|fim_suffix|>…<|fim_middle|>` with `<|repo_name|>`/`<|file_sep|>`.
+    Qwen,
+    /// Same markers as Qwen without repo tokens.
+    CodeGemma,
+    /// `<｜fim▁begin｜>…<｜fim▁hole｜>…<｜fim▁end｜>`.
+    DeepSeek,
+    /// `<PRE> <SUF>… <MID> …` in SPM order.
+    CodeLlama,
+    /// `[SUFFIX]…[PREFIX]…`: natively suffix first.
+    Codestral,
+    /// Model declares FIM tokens in its GGUF metadata but no template above
+    /// matched: PSM with those token ids.
+    Generic,
+}
+
+impl FimFamily {
+    pub fn parse(name: &str) -> Option<Option<FimFamily>> {
+        Some(match name {
+            "auto" | "" => None,
+            "none" => Some(FimFamily::None),
+            "starcoder" | "starcoder2" | "refact" => Some(FimFamily::StarCoder),
+            "qwen" | "qwen2.5-coder" => Some(FimFamily::Qwen),
+            "codegemma" => Some(FimFamily::CodeGemma),
+            "deepseek" | "deepseek-coder" => Some(FimFamily::DeepSeek),
+            "codellama" => Some(FimFamily::CodeLlama),
+            "codestral" => Some(FimFamily::Codestral),
+            _ => return None,
+        })
+    }
+
+    fn markers(self) -> &'static [&'static str] {
+        match self {
+            FimFamily::StarCoder => &["<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
+            FimFamily::Qwen => &["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_sep|>"],
+            FimFamily::CodeGemma => &["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"],
+            FimFamily::DeepSeek => &["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"],
+            FimFamily::CodeLlama => &["<PRE>", "<SUF>", "<MID>"],
+            FimFamily::Codestral => &["[SUFFIX]", "[PREFIX]"],
+            FimFamily::None | FimFamily::Generic => &[],
+        }
+    }
+}
+
+impl fmt::Display for FimFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            FimFamily::None => "none (prefix continuation)",
+            FimFamily::StarCoder => "starcoder",
+            FimFamily::Qwen => "qwen",
+            FimFamily::CodeGemma => "codegemma",
+            FimFamily::DeepSeek => "deepseek",
+            FimFamily::CodeLlama => "codellama",
+            FimFamily::Codestral => "codestral",
+            FimFamily::Generic => "generic (GGUF fim tokens)",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The slice of a tokenizer the prompt builder needs. Implemented over
+/// llama.cpp's vocab in the actor and by fakes in tests.
+pub trait Vocab {
+    /// Tokenize user text, special-token parsing off, no BOS.
+    fn tokenize(&self, text: &str) -> Vec<i32>;
+    /// The id of a special token written as `text`, if the vocab has it as
+    /// a single control/user-defined token.
+    fn special(&self, text: &str) -> Option<i32>;
+    /// GGUF metadata FIM ids (`fim_pre`, `fim_suf`, `fim_mid`), if declared.
+    fn fim_ids(&self) -> Option<(i32, i32, i32)>;
+    /// BOS id when the model wants one prepended.
+    fn bos(&self) -> Option<i32>;
+}
+
+/// A resolved format: the family plus the token ids its markers map to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FimFormat {
+    pub family: FimFamily,
+    markers: Vec<i32>,
+    /// `<|file_sep|>` / `<file_sep>` when the model has repo-level tokens.
+    file_sep: Option<i32>,
+    bos: Option<i32>,
+}
+
+impl FimFormat {
+    /// Pick a format: the override if given (an error if the vocabulary
+    /// lacks its tokens), else the first family whose markers all exist as
+    /// single special tokens, else GGUF fim ids, else prefix continuation.
+    pub fn detect(vocab: &dyn Vocab, override_: Option<FimFamily>) -> Result<FimFormat, String> {
+        let resolve = |family: FimFamily| -> Option<Vec<i32>> {
+            family.markers().iter().map(|m| vocab.special(m)).collect()
+        };
+        let file_sep = vocab.special("<|file_sep|>").or_else(|| vocab.special("<file_sep>"));
+        let bos = vocab.bos();
+        let make = |family, markers| FimFormat { family, markers, file_sep, bos };
+        if let Some(family) = override_ {
+            return match family {
+                FimFamily::None => Ok(make(FimFamily::None, vec![])),
+                FimFamily::Generic => vocab
+                    .fim_ids()
+                    .map(|(p, s, m)| make(FimFamily::Generic, vec![p, s, m]))
+                    .ok_or_else(|| "the model declares no FIM tokens".to_string()),
+                f => resolve(f).map(|ids| make(f, ids)).ok_or_else(|| {
+                    format!("model.fimFormat is \"{f}\" but the model's vocabulary lacks its tokens {:?}", f.markers())
+                }),
+            };
+        }
+        for family in [
+            FimFamily::Codestral,
+            FimFamily::Qwen,
+            FimFamily::StarCoder,
+            FimFamily::DeepSeek,
+            FimFamily::CodeLlama,
+            FimFamily::CodeGemma,
+        ] {
+            if let Some(ids) = resolve(family) {
+                return Ok(make(family, ids));
+            }
+        }
+        if let Some((p, s, m)) = vocab.fim_ids() {
+            return Ok(make(FimFamily::Generic, vec![p, s, m]));
+        }
+        Ok(make(FimFamily::None, vec![]))
+    }
+
+    pub fn is_fim(&self) -> bool {
+        self.family != FimFamily::None
+    }
+
+    /// Assemble the prompt tokens. `prefix` and `suffix` token budgets are
+    /// the caller's job (the context builder windows the text).
+    pub fn build(&self, vocab: &dyn Vocab, input: &PromptInput) -> Vec<i32> {
+        let mut out = Vec::with_capacity(input.prefix.len() / 3 + input.suffix.len() / 3 + 8);
+        if let Some(bos) = self.bos {
+            out.push(bos);
+        }
+        self.push_extras(vocab, input, &mut out);
+        let m = &self.markers;
+        let text = |out: &mut Vec<i32>, s: &str| out.extend(vocab.tokenize(s));
+        match self.family {
+            FimFamily::None => text(&mut out, &input.prefix),
+            FimFamily::StarCoder | FimFamily::Qwen | FimFamily::CodeGemma | FimFamily::Generic | FimFamily::DeepSeek => {
+                // PSM: <pre> prefix <suf> suffix <mid>
+                out.push(m[0]);
+                text(&mut out, &input.prefix);
+                out.push(m[1]);
+                text(&mut out, &input.suffix);
+                out.push(m[2]);
+            }
+            FimFamily::CodeLlama => {
+                // SPM: <PRE> <SUF>suffix <MID> prefix  (the volatile prefix last)
+                out.push(m[0]);
+                out.push(m[1]);
+                text(&mut out, &input.suffix);
+                out.push(m[2]);
+                text(&mut out, &input.prefix);
+            }
+            FimFamily::Codestral => {
+                // [SUFFIX]suffix[PREFIX]prefix
+                out.push(m[0]);
+                text(&mut out, &input.suffix);
+                out.push(m[1]);
+                text(&mut out, &input.prefix);
+            }
+        }
+        out
+    }
+
+    /// Cross-file snippets, before everything else so they stay cached.
+    fn push_extras(&self, vocab: &dyn Vocab, input: &PromptInput, out: &mut Vec<i32>) {
+        if input.extras.is_empty() {
+            return;
+        }
+        match self.file_sep {
+            Some(sep) => {
+                for s in &input.extras {
+                    out.push(sep);
+                    out.extend(vocab.tokenize(&format!("{}\n{}\n", s.path, s.text)));
+                }
+                out.push(sep);
+                out.extend(vocab.tokenize(&format!("{}\n", input.path)));
+            }
+            None => {
+                for s in &input.extras {
+                    out.extend(vocab.tokenize(&format!("# Path: {}\n{}\n\n", s.path, s.text)));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A character-level fake: every char is its code point, specials are
+    /// negative-free ids above 0x110000.
+    pub struct FakeVocab {
+        pub specials: HashMap<&'static str, i32>,
+    }
+
+    impl FakeVocab {
+        pub fn with(specials: &[&'static str]) -> FakeVocab {
+            FakeVocab { specials: specials.iter().enumerate().map(|(i, s)| (*s, 0x110000 + i as i32)).collect() }
+        }
+    }
+
+    impl Vocab for FakeVocab {
+        fn tokenize(&self, text: &str) -> Vec<i32> {
+            text.chars().map(|c| c as i32).collect()
+        }
+        fn special(&self, text: &str) -> Option<i32> {
+            self.specials.get(text).copied()
+        }
+        fn fim_ids(&self) -> Option<(i32, i32, i32)> {
+            None
+        }
+        fn bos(&self) -> Option<i32> {
+            None
+        }
+    }
+
+    fn render(v: &FakeVocab, toks: &[i32]) -> String {
+        let names: HashMap<i32, &str> = v.specials.iter().map(|(k, v)| (*v, *k)).collect();
+        toks.iter()
+            .map(|t| names.get(t).map(|s| s.to_string()).unwrap_or_else(|| char::from_u32(*t as u32).unwrap().to_string()))
+            .collect()
+    }
+
+    fn input() -> PromptInput {
+        PromptInput { path: "a.py".into(), prefix: "def f(".into(), suffix: "):".into(), extras: vec![] }
+    }
+
+    #[test]
+    fn no_fim_tokens_means_prefix_continuation() {
+        let v = FakeVocab::with(&[]);
+        let f = FimFormat::detect(&v, None).unwrap();
+        assert_eq!(f.family, FimFamily::None);
+        assert_eq!(render(&v, &f.build(&v, &input())), "def f(");
+    }
+
+    #[test]
+    fn starcoder_psm() {
+        let v = FakeVocab::with(&["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>"]);
+        let f = FimFormat::detect(&v, None).unwrap();
+        assert_eq!(f.family, FimFamily::StarCoder);
+        assert_eq!(render(&v, &f.build(&v, &input())), "<fim_prefix>def f(<fim_suffix>):<fim_middle>");
+    }
+
+    #[test]
+    fn codestral_and_codellama_put_the_prefix_last() {
+        let v = FakeVocab::with(&["[SUFFIX]", "[PREFIX]"]);
+        let f = FimFormat::detect(&v, None).unwrap();
+        assert_eq!(render(&v, &f.build(&v, &input())), "[SUFFIX]):[PREFIX]def f(");
+        let v = FakeVocab::with(&["<PRE>", "<SUF>", "<MID>"]);
+        let f = FimFormat::detect(&v, None).unwrap();
+        assert_eq!(render(&v, &f.build(&v, &input())), "<PRE><SUF>):<MID>def f(");
+    }
+
+    #[test]
+    fn qwen_repo_level_extras_go_first() {
+        let v = FakeVocab::with(&["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_sep|>"]);
+        let f = FimFormat::detect(&v, None).unwrap();
+        assert_eq!(f.family, FimFamily::Qwen);
+        let mut i = input();
+        i.extras.push(Snippet { path: "b.py".into(), text: "X=1".into() });
+        assert_eq!(
+            render(&v, &f.build(&v, &i)),
+            "<|file_sep|>b.py\nX=1\n<|file_sep|>a.py\n<|fim_prefix|>def f(<|fim_suffix|>):<|fim_middle|>"
+        );
+    }
+
+    #[test]
+    fn override_without_tokens_is_an_error() {
+        let v = FakeVocab::with(&[]);
+        let e = FimFormat::detect(&v, Some(FimFamily::DeepSeek)).unwrap_err();
+        assert!(e.contains("lacks its tokens"), "{e}");
+    }
+}
