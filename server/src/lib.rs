@@ -2,6 +2,11 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
+pub mod complete;
 pub mod config;
+pub mod context;
 pub mod document;
 pub mod engine;
+pub mod lsp;
+pub mod models;
+pub mod postprocess;

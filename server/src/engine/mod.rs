@@ -232,8 +232,15 @@ impl InferenceHandle {
         warm: bool,
     ) -> (CancelToken, tokio::sync::mpsc::UnboundedReceiver<Event>) {
         let cancel = CancelToken::default();
-        if let Some(old) = self.latest.lock().unwrap().insert(key.to_string(), cancel.clone()) {
-            old.cancel();
+        {
+            let mut latest = self.latest.lock().unwrap();
+            if warm && latest.get(key).is_some_and(|c| !c.is_cancelled()) {
+                // A real request for this document is queued or running and
+                // will fill the cache itself: a warm-up must not cancel it.
+                cancel.cancel();
+            } else if let Some(old) = latest.insert(key.to_string(), cancel.clone()) {
+                old.cancel();
+            }
         }
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {

@@ -1,0 +1,115 @@
+//! The completion pipeline shared by LSP handlers and `slm-ls complete`:
+//! snapshot + cursor → context → engine → post-processing.
+//!
+//! It also owns the typed-ahead cache: when the user types characters that
+//! match the suggestion they were shown, the rest of it is served from
+//! here without touching the model.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use crate::config::Config;
+use crate::context::{self, Context};
+use crate::document::Document;
+use crate::engine::{CompletionStream, Event, GenParams, InferenceHandle, Outcome};
+use crate::postprocess;
+
+/// One request's prepared work.
+pub struct Prepared {
+    pub ctx: Context,
+    pub params: GenParams,
+    /// Typed-ahead cache key: document + exact prefix window + rest of line.
+    pub key: u64,
+}
+
+pub fn prepare(doc: &Document, cursor: usize, config: &Config, path: &str) -> Prepared {
+    let ctx = context::build(doc, cursor, &config.context, path, config.completion.multiline);
+    let params = GenParams {
+        max_tokens: config.completion.max_tokens,
+        max_time_ms: config.completion.max_time_ms,
+        stop: ctx.stop.clone(),
+    };
+    let key = cache_key(path, &ctx.input.prefix, &ctx.line_suffix);
+    Prepared { ctx, params, key }
+}
+
+fn cache_key(path: &str, prefix: &str, line_suffix: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    path.hash(&mut h);
+    prefix.hash(&mut h);
+    line_suffix.hash(&mut h);
+    h.finish()
+}
+
+/// Recent suggestions keyed by the prefix they answer, including every
+/// typed-ahead prefix of their first line. Small and linear: it holds a few
+/// hundred entries and is probed once per keystroke.
+#[derive(Default)]
+pub struct TypedAhead {
+    entries: Mutex<VecDeque<(u64, String)>>,
+}
+
+const TYPED_AHEAD_CAPACITY: usize = 512;
+
+impl TypedAhead {
+    pub fn get(&self, key: u64) -> Option<String> {
+        self.entries.lock().unwrap().iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+    }
+
+    /// Remember `text` as the answer at `prep`, and its tails as the answers
+    /// after typing each prefix of its first line.
+    pub fn insert(&self, prep: &Prepared, path: &str, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let first_line_end = text.find('\n').unwrap_or(text.len());
+        let mut entries = self.entries.lock().unwrap();
+        let mut prefix = prep.ctx.input.prefix.clone();
+        for (i, ch) in text[..first_line_end].char_indices() {
+            let key = cache_key(path, &prefix, &prep.ctx.line_suffix);
+            entries.push_back((key, text[i..].to_string()));
+            prefix.push(ch);
+        }
+        while entries.len() > TYPED_AHEAD_CAPACITY {
+            entries.pop_front();
+        }
+    }
+}
+
+/// Outcome of one completion as the LSP layer sees it.
+#[derive(Debug, Clone)]
+pub enum Completion {
+    /// Suggestion text to insert at the cursor (may be empty).
+    Text { text: String, outcome: Option<Outcome> },
+    Cancelled,
+    Failed(String),
+}
+
+/// Drive an engine request to its end, calling `on_partial` with the
+/// cleaned text so far whenever new text arrives (for streaming).
+pub async fn run(
+    engine: &InferenceHandle,
+    doc_key: &str,
+    prep: &Prepared,
+    mut on_partial: impl FnMut(&str),
+) -> Completion {
+    let mut stream: CompletionStream = engine.complete(doc_key, prep.ctx.input.clone(), prep.params.clone());
+    let mut raw = String::new();
+    while let Some(ev) = stream.events.recv().await {
+        match ev {
+            Event::Delta(d) => {
+                raw.push_str(&d);
+                on_partial(&postprocess::clean(&raw, &prep.ctx));
+            }
+            Event::Done(outcome) => {
+                let text = postprocess::clean(&outcome.text, &prep.ctx);
+                return Completion::Text { text, outcome: Some(outcome) };
+            }
+            Event::Cancelled => return Completion::Cancelled,
+            Event::Failed(e) => return Completion::Failed(e),
+        }
+    }
+    Completion::Failed("the inference thread stopped".into())
+}

