@@ -275,3 +275,81 @@ mod tests {
         assert_eq!(store.snapshot("file:///a").unwrap().doc.rope.to_string(), "x");
     }
 }
+
+/// Property test: thousands of random incremental edits (mixed scripts,
+/// emoji, CRLF) applied to the rope agree with a naive `String` model that
+/// computes positions from scratch.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &["a", "é", "ß", "日本", "😀", "👩‍💻", "\r\n", "\n", "\r", " ", "\t", "}", "𝕏", "ŉ", "\u{2028}"];
+
+    /// Naive: split into LSP lines (\r\n, \n, \r) and count columns.
+    fn naive_position(text: &str, char_idx: usize, enc: Encoding) -> Position {
+        let before: String = text.chars().take(char_idx).collect();
+        let mut line = 0u32;
+        let mut line_start = 0usize; // byte index in `before`
+        let bytes = before.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'\r' && i + 1 < bytes.len() && bytes[i + 1] == b'\n' {
+                line += 1;
+                i += 2;
+                line_start = i;
+            } else if bytes[i] == b'\n' || bytes[i] == b'\r' {
+                line += 1;
+                i += 1;
+                line_start = i;
+            } else {
+                i += 1;
+            }
+        }
+        let col_text = &before[line_start..];
+        let col = match enc {
+            Encoding::Utf16 => col_text.encode_utf16().count(),
+            Encoding::Utf8 => col_text.len(),
+            Encoding::Utf32 => col_text.chars().count(),
+        };
+        Position::new(line, col as u32)
+    }
+
+    fn text_strategy(max: usize) -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..max).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn random_edits_match_a_naive_model(
+            initial in text_strategy(40),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), text_strategy(6)), 1..24),
+            utf8 in any::<bool>(),
+        ) {
+            let enc = if utf8 { Encoding::Utf8 } else { Encoding::Utf16 };
+            let mut doc = Document::new(&initial, 0, "text");
+            let mut naive: Vec<char> = initial.chars().collect();
+            for (a, b, insert) in edits {
+                let n = naive.len() + 1;
+                let (mut s, mut e) = (a.index(n), b.index(n));
+                if s > e { std::mem::swap(&mut s, &mut e); }
+                // Never split a CRLF pair: a client cannot address its middle.
+                let text: String = naive.iter().collect();
+                let crlf_mid = |v: &[char], i: usize| i > 0 && i < v.len() && v[i - 1] == '\r' && v[i] == '\n';
+                if crlf_mid(&naive, s) || crlf_mid(&naive, e) { continue; }
+                let start = naive_position(&text, s, enc);
+                let end = naive_position(&text, e, enc);
+                doc.apply(&Edit { range: Some((start, end)), text: insert.clone() }, enc).unwrap();
+                naive.splice(s..e, insert.chars());
+                let expect: String = naive.iter().collect();
+                prop_assert_eq!(doc.rope.to_string(), expect.clone());
+                // Positions round-trip through the rope too.
+                let probe = a.index(naive.len() + 1);
+                if !crlf_mid(&naive, probe) {
+                    prop_assert_eq!(doc.position(probe, enc), naive_position(&expect, probe, enc));
+                }
+            }
+        }
+    }
+}

@@ -132,6 +132,9 @@ pub(crate) fn run(
             return;
         }
     };
+    // The params own the progress callback (and through it the LSP
+    // progress channel): drop them so the channel closes once loaded.
+    drop(params);
     let n_ctx_train = model.n_ctx_train();
     let mut per_slot = settings.context_tokens;
     if n_ctx_train > 0 && per_slot > n_ctx_train {

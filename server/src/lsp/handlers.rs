@@ -204,6 +204,7 @@ fn accepted_command(uri: &str, text: &str) -> lsp::Command {
 /// asks again as the user types.
 pub async fn completion(state: Arc<State>, p: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
     let (snap, cursor) = locate(&state, &p.text_document_position)?;
+    tracing::debug!(uri = %snap.uri, cursor, "completion request");
     let Some(text) = suggest(&state, &snap, cursor, p.work_done_progress_params.work_done_token).await? else {
         return Ok(None);
     };

@@ -1,0 +1,265 @@
+//! The end-to-end harness: starts the real `slm-ls` binary, speaks LSP over
+//! its stdio, and shuts it down cleanly in `Drop`.
+//!
+//! Also the one fixture format used by tests: a text with a `$0` cursor.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Split a fixture into its text and the cursor's (line, UTF-16 column).
+pub fn fixture(src: &str) -> (String, u32, u32) {
+    let at = src.find("$0").expect("fixture needs a $0 cursor");
+    let text = src.replace("$0", "");
+    let before = &src[..at];
+    let line = before.matches('\n').count() as u32;
+    let col = before.rsplit('\n').next().unwrap().encode_utf16().count() as u32;
+    (text, line, col)
+}
+
+/// The default model as the server would find it (fetched by `.ci/run` /
+/// `slm-ls models fetch`). Tests that need it fail loudly if it is missing.
+pub fn model_path() -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_slm-ls")).args(["models", "path"]).output().unwrap();
+    let p = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(p.exists(), "default model missing at {} — run `slm-ls models fetch`", p.display());
+    p
+}
+
+pub struct TestServer {
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+    next_id: i64,
+    /// Notifications and server requests seen while waiting for responses.
+    pub notifications: Vec<Value>,
+    /// Responses that arrived while waiting for another id.
+    early: std::collections::HashMap<i64, Value>,
+    shut_down: bool,
+}
+
+impl TestServer {
+    /// Start the binary with extra args and env.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slm-ls"));
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env("RUST_LOG", std::env::var("SLM_TEST_LOG").unwrap_or_else(|_| "warn".into()));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start slm-ls");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            // Keep stderr drained (and visible with --nocapture).
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[slm-ls] {line}");
+            }
+        });
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut len = None;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        len = v.parse::<usize>().ok();
+                    }
+                }
+                let mut body = vec![0u8; len.expect("Content-Length")];
+                if r.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let v: Value = serde_json::from_slice(&body).expect("server sent valid JSON");
+                if std::env::var_os("SLM_TEST_TRACE").is_some() {
+                    eprintln!("<- {v}");
+                }
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        TestServer { child, stdin, rx, next_id: 0, notifications: Vec::new(), early: Default::default(), shut_down: false }
+    }
+
+    /// Start with the default model and do the initialize handshake.
+    pub fn start(init_options: Value) -> TestServer {
+        let mut s = TestServer::spawn(&[], &[]);
+        s.initialize(init_options, json!({}));
+        s
+    }
+
+    pub fn initialize(&mut self, init_options: Value, capabilities: Value) -> Value {
+        let caps = if capabilities.as_object().is_some_and(|o| o.is_empty()) {
+            json!({ "general": { "positionEncodings": ["utf-16"] }, "window": { "workDoneProgress": true } })
+        } else {
+            capabilities
+        };
+        let r = self.request(
+            "initialize",
+            json!({ "processId": null, "rootUri": "file:///work", "capabilities": caps, "initializationOptions": init_options }),
+        );
+        self.notify("initialized", json!({}));
+        r
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    pub fn send(&mut self, msg: &Value) {
+        let body = serde_json::to_vec(msg).unwrap();
+        let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend(body);
+        self.send_raw(&out);
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({ "jsonrpc": "2.0", "method": method, "params": params }));
+    }
+
+    /// Send a request without waiting; returns its id.
+    pub fn request_async(&mut self, method: &str, params: Value) -> i64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        id
+    }
+
+    /// Send a request and wait for its response (the whole message, with
+    /// `result` or `error`).
+    pub fn request_full(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request_async(method, params);
+        self.response(id, Duration::from_secs(120))
+    }
+
+    /// Send a request and return its `result`, panicking on an error.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let r = self.request_full(method, params);
+        assert!(r.get("error").is_none(), "{method} failed: {r}");
+        r["result"].clone()
+    }
+
+    /// Next message of any kind.
+    pub fn recv(&mut self, timeout: Duration) -> Option<Value> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(v) => Some(v),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Wait for the response to `id`, answering server requests and keeping
+    /// notifications on the way.
+    pub fn response(&mut self, id: i64, timeout: Duration) -> Value {
+        if let Some(r) = self.early.remove(&id) {
+            return r;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = self.recv(left).unwrap_or_else(|| panic!("no response to request {id} within {timeout:?}"));
+            if msg.get("method").is_some() {
+                if let Some(req_id) = msg.get("id") {
+                    // A server→client request (e.g. workDoneProgress/create): accept it.
+                    let reply = json!({ "jsonrpc": "2.0", "id": req_id, "result": null });
+                    self.send(&reply);
+                }
+                self.notifications.push(msg);
+                continue;
+            }
+            if msg["id"] == json!(id) {
+                return msg;
+            }
+            if let Some(other) = msg["id"].as_i64() {
+                assert!(self.early.insert(other, msg.clone()).is_none(), "two responses to request {other}");
+            }
+        }
+    }
+
+    /// Wait until the model is loaded (the `slm-ls/stats` request reports it).
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = self.request("slm-ls/stats", json!(null));
+            if s["model"].get("name").is_some() {
+                return;
+            }
+            if let Some(e) = s["model"].get("error").and_then(|e| e.as_str()) {
+                assert!(e.contains("loading") || e.contains("not loaded yet"), "model failed: {e}");
+            }
+            assert!(Instant::now() < deadline, "model did not load");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn open(&mut self, uri: &str, language: &str, text: &str) {
+        self.notify(
+            "textDocument/didOpen",
+            json!({ "textDocument": { "uri": uri, "languageId": language, "version": 1, "text": text } }),
+        );
+    }
+
+    pub fn change(&mut self, uri: &str, version: i32, changes: Value) {
+        self.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": changes }),
+        );
+    }
+
+    pub fn inline_completion(&mut self, uri: &str, line: u32, character: u32) -> Value {
+        self.request_full(
+            "textDocument/inlineCompletion",
+            json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character }, "context": { "triggerKind": 2 } }),
+        )
+    }
+
+    pub fn notifications_named(&self, method: &str) -> Vec<&Value> {
+        self.notifications.iter().filter(|n| n["method"] == method).collect()
+    }
+
+    /// Clean shutdown: `shutdown`, `exit`, and the process ends by itself.
+    pub fn shutdown(&mut self) -> std::process::ExitStatus {
+        self.shut_down = true;
+        let r = self.request_full("shutdown", json!(null));
+        assert!(r.get("error").is_none(), "shutdown failed: {r}");
+        self.notify("exit", json!(null));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit after `exit`");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if !self.shut_down {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,242 @@
+//! End-to-end: the real binary, the real default model, LSP over stdio.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fixture, TestServer};
+use serde_json::{json, Value};
+
+const URI: &str = "file:///work/src/fib.py";
+
+#[test]
+fn handshake_advertises_the_capabilities() {
+    let mut s = TestServer::spawn(&[], &[]);
+    let r = s.initialize(json!({}), json!({ "general": { "positionEncodings": ["utf-8", "utf-16"] } }));
+    let caps = &r["capabilities"];
+    assert_eq!(caps["positionEncoding"], "utf-8", "UTF-8 is chosen when offered");
+    assert_eq!(caps["textDocumentSync"]["change"], 2, "incremental sync");
+    assert_eq!(caps["textDocumentSync"]["openClose"], true);
+    assert_eq!(caps["inlineCompletionProvider"], true);
+    assert!(caps["completionProvider"].is_object());
+    let cmds = caps["executeCommandProvider"]["commands"].as_array().unwrap();
+    assert!(cmds.contains(&json!("slm-ls.explain")));
+    assert_eq!(r["serverInfo"]["name"], "slm-ls");
+    let status = s.shutdown();
+    assert!(status.success(), "clean exit after shutdown/exit: {status}");
+}
+
+#[test]
+fn utf16_is_the_default_encoding() {
+    let mut s = TestServer::spawn(&[], &[]);
+    let r = s.initialize(json!({}), json!({ "textDocument": {} }));
+    assert_eq!(r["capabilities"]["positionEncoding"], "utf-16");
+}
+
+#[test]
+fn open_edit_and_complete_with_the_real_model() {
+    common::model_path();
+    let mut s = TestServer::start(json!({ "completion": { "maxTokens": 16 } }));
+    s.wait_ready();
+    let (text, line, col) = fixture("def fibonacci(n):\n    if n < 2:\n        return n\n    return fib$0\n");
+    // Open without the last three characters, then type them as edits.
+    let open_text = text.replacen("return fib\n", "return \n", 1);
+    s.open(URI, "python", &open_text);
+    for (i, ch) in ["f", "i", "b"].iter().enumerate() {
+        let c = col - 3 + i as u32;
+        s.change(URI, 2 + i as i32, json!([{ "range": { "start": { "line": line, "character": c }, "end": { "line": line, "character": c } }, "text": ch }]));
+    }
+    let r = s.inline_completion(URI, line, col);
+    let items = r["result"]["items"].as_array().unwrap_or_else(|| panic!("no items: {r}"));
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    let insert = item["insertText"].as_str().unwrap();
+    assert!(!insert.trim().is_empty(), "the model suggested nothing: {r}");
+    assert_eq!(item["range"]["start"], json!({ "line": line, "character": col }));
+    assert_eq!(item["range"]["end"], json!({ "line": line, "character": col }));
+    assert_eq!(item["command"]["command"], "slm-ls.accepted");
+    assert!(s.shutdown().success());
+}
+
+#[test]
+fn completion_items_edit_up_to_the_cursor() {
+    common::model_path();
+    let mut s = TestServer::start(json!({ "completion": { "maxTokens": 12 } }));
+    s.wait_ready();
+    let (text, line, col) = fixture("import os\n\ndef list_files(path):\n    return os.list$0\n");
+    s.open(URI, "python", &text);
+    let r = s.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": URI }, "position": { "line": line, "character": col } }),
+    );
+    assert_eq!(r["isIncomplete"], true);
+    let item = &r["items"][0];
+    assert_eq!(item["filterText"], "list", "filterText is the word being typed");
+    assert_eq!(item["textEdit"]["range"]["end"], json!({ "line": line, "character": col }));
+    assert_eq!(item["textEdit"]["range"]["start"], json!({ "line": line, "character": col - 4 }));
+    assert!(item["textEdit"]["newText"].as_str().unwrap().starts_with("list"));
+}
+
+/// Rapid didChange + completion pairs: every completion must see the edit
+/// sent just before it (tower-lsp runs handlers concurrently; our edits are
+/// applied synchronously in arrival order).
+#[test]
+fn each_completion_sees_its_own_edit() {
+    common::model_path();
+    let mut s = TestServer::start(json!({ "completion": { "maxTokens": 2 } }));
+    s.wait_ready();
+    let n = 12;
+    for d in 0..n {
+        s.open(&format!("file:///work/d{d}.py"), "python", "x = ");
+    }
+    // Fire everything without waiting: edit doc d, then ask at the new end.
+    let mut ids = Vec::new();
+    for d in 0..n {
+        let uri = format!("file:///work/d{d}.py");
+        let word = format!("tok{d}");
+        s.change(&uri, 2, json!([{ "range": { "start": { "line": 0, "character": 4 }, "end": { "line": 0, "character": 4 } }, "text": word }]));
+        let id = s.request_async(
+            "textDocument/completion",
+            json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 4 + word.len() } }),
+        );
+        ids.push((id, word));
+    }
+    for (id, word) in ids {
+        let r = s.response(id, Duration::from_secs(120));
+        let items = r["result"]["items"].as_array().unwrap_or_else(|| panic!("request {id}: {r}"));
+        if let Some(item) = items.first() {
+            assert_eq!(item["filterText"], json!(word), "completion {id} saw stale text: {r}");
+        }
+    }
+    // Same document, rapid typing: superseded requests are cancelled, every
+    // request is answered exactly once, and answered ones saw their edit.
+    s.open("file:///work/same.py", "python", "value = ");
+    let mut ids = Vec::new();
+    let mut col = 8;
+    for (v, ch) in "abcdefgh".chars().enumerate() {
+        s.change("file:///work/same.py", 2 + v as i32, json!([{ "range": { "start": { "line": 0, "character": col }, "end": { "line": 0, "character": col } }, "text": ch.to_string() }]));
+        col += 1;
+        ids.push((s.request_async("textDocument/completion", json!({ "textDocument": { "uri": "file:///work/same.py" }, "position": { "line": 0, "character": col } })), "abcdefgh"[..v + 1].to_string()));
+    }
+    let mut answered = 0;
+    for (id, word) in ids {
+        let r = s.response(id, Duration::from_secs(120));
+        if let Some(err) = r.get("error") {
+            assert_eq!(err["code"], -32800, "only cancellation is an acceptable error: {r}");
+        } else {
+            answered += 1;
+            if let Some(item) = r["result"]["items"].as_array().and_then(|a| a.first()) {
+                assert_eq!(item["filterText"], json!(word), "stale text for {id}: {r}");
+            }
+        }
+    }
+    assert!(answered >= 1, "the last request must be answered");
+    // No response arrives twice.
+    while let Some(m) = s.recv(Duration::from_millis(300)) {
+        assert!(m.get("method").is_some(), "unexpected extra response: {m}");
+    }
+}
+
+#[test]
+fn streams_partial_text_through_work_done_progress() {
+    common::model_path();
+    let mut s = TestServer::start(json!({ "completion": { "maxTokens": 24 }, "model": { "cacheSlots": 2 } }));
+    s.wait_ready();
+    let (text, line, col) = fixture("# Print the numbers one to ten\nfor i in range(1, 11):\n    $0");
+    s.open(URI, "python", &text);
+    let r = s.request_full(
+        "textDocument/inlineCompletion",
+        json!({ "textDocument": { "uri": URI }, "position": { "line": line, "character": col }, "context": { "triggerKind": 1 }, "workDoneToken": "tok-1" }),
+    );
+    let final_text = r["result"]["items"][0]["insertText"].as_str().unwrap_or("").to_string();
+    let reports: Vec<String> = s
+        .notifications_named("$/progress")
+        .into_iter()
+        .filter(|n| n["params"]["token"] == "tok-1" && n["params"]["value"]["kind"] == "report")
+        .map(|n| n["params"]["value"]["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!reports.is_empty(), "no partial text was streamed before the response");
+    for part in &reports {
+        assert!(final_text.starts_with(part.trim_end()), "partial {part:?} is not a prefix of {final_text:?}");
+    }
+    let ends = s.notifications_named("$/progress").into_iter().filter(|n| n["params"]["value"]["kind"] == "end").count();
+    assert!(ends >= 1, "progress must end");
+}
+
+#[test]
+fn cancel_request_is_answered_with_request_cancelled() {
+    common::model_path();
+    let mut s = TestServer::start(json!({ "completion": { "maxTokens": 64, "maxTimeMs": 10000 } }));
+    s.wait_ready();
+    let big: String = (0..300).map(|i| format!("def function_number_{i}(argument):\n    return argument * {i}\n")).collect();
+    s.open(URI, "python", &big);
+    // Let the open-time warm-up finish so cancellation hits the request.
+    std::thread::sleep(Duration::from_millis(200));
+    let id = s.request_async(
+        "textDocument/inlineCompletion",
+        json!({ "textDocument": { "uri": URI }, "position": { "line": 600, "character": 0 }, "context": { "triggerKind": 1 } }),
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    s.notify("$/cancelRequest", json!({ "id": id }));
+    let r = s.response(id, Duration::from_secs(60));
+    assert_eq!(r["error"]["code"], -32800, "{r}");
+    // The server still answers.
+    let stats = s.request("slm-ls/stats", json!(null));
+    assert_eq!(stats["openDocuments"], 1);
+}
+
+fn error_message(r: &Value) -> String {
+    r["error"]["message"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn missing_model_is_a_clear_error_and_documents_still_sync() {
+    let mut s = TestServer::spawn(&[], &[("SLM_LS_MODEL", "/nonexistent/model.gguf")]);
+    s.initialize(json!({}), json!({}));
+    s.open(URI, "python", "x = 1\n");
+    s.change(URI, 2, json!([{ "range": { "start": { "line": 0, "character": 4 }, "end": { "line": 0, "character": 5 } }, "text": "2" }]));
+    // Wait until the failed load has been reported.
+    let mut shown = None;
+    for _ in 0..100 {
+        let stats = s.request("slm-ls/stats", json!(null));
+        if stats["model"]["error"].as_str().is_some_and(|e| e.contains("cannot be read")) {
+            shown = Some(stats);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(shown.is_some(), "model error never reported");
+    let r = s.inline_completion(URI, 0, 5);
+    let msg = error_message(&r);
+    assert!(msg.contains("/nonexistent/model.gguf") && msg.contains("models fetch"), "{r}");
+    let show: Vec<_> = s.notifications_named("window/showMessage");
+    assert!(show.iter().any(|n| n["params"]["message"].as_str().unwrap().contains("did not load")), "user was not told");
+    assert_eq!(s.request("slm-ls/stats", json!(null))["openDocuments"], 1);
+    assert!(s.shutdown().success());
+}
+
+#[test]
+fn corrupt_model_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("slm-ls-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00garbage-garbage-garbage").unwrap();
+    let not_gguf = dir.join("text.gguf");
+    std::fs::write(&not_gguf, b"hello, I am not a model").unwrap();
+    for (path, expect) in [(&bad, "could not load"), (&not_gguf, "not a GGUF")] {
+        let mut s = TestServer::spawn(&["--model", path.to_str().unwrap()], &[]);
+        s.initialize(json!({}), json!({}));
+        s.open(URI, "python", "x = 1\n");
+        let mut msg = String::new();
+        for _ in 0..100 {
+            let r = s.inline_completion(URI, 0, 5);
+            msg = error_message(&r);
+            if !msg.contains("loading") && !msg.contains("not loaded yet") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(msg.contains(expect), "{path:?}: {msg}");
+        assert!(s.is_alive());
+    }
+}
