@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
+tests/fetch-vocabs.sh
+
 # Release profile: the same llama.cpp build as ./setup.sh (it is built once).
 echo "==> cargo test (release)"
 cargo test --release --locked --workspace

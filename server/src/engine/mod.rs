@@ -16,6 +16,8 @@ pub mod prompt;
 pub mod reuse;
 pub mod stats;
 pub mod stop;
+#[cfg(test)]
+mod vocab_tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
