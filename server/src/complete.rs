@@ -25,9 +25,16 @@ pub struct Prepared {
 }
 
 pub fn prepare(doc: &Document, cursor: usize, config: &Config, path: &str) -> Prepared {
-    let ctx = context::build(doc, cursor, &config.context, path, config.completion.multiline);
+    let ctx = context::build(
+        doc,
+        cursor,
+        &config.context,
+        path,
+        config.completion.multiline,
+    );
     let params = GenParams {
         max_tokens: config.completion.max_tokens,
+        draft_tokens: config.completion.draft_tokens,
         max_time_ms: config.completion.max_time_ms,
         stop: ctx.stop.clone(),
     };
@@ -55,7 +62,13 @@ const TYPED_AHEAD_CAPACITY: usize = 512;
 
 impl TypedAhead {
     pub fn get(&self, key: u64) -> Option<String> {
-        self.entries.lock().unwrap().iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
     }
 
     /// Remember `text` as the answer at `prep`, and its tails as the answers
@@ -82,7 +95,10 @@ impl TypedAhead {
 #[derive(Debug, Clone)]
 pub enum Completion {
     /// Suggestion text to insert at the cursor (may be empty).
-    Text { text: String, outcome: Option<Outcome> },
+    Text {
+        text: String,
+        outcome: Option<Outcome>,
+    },
     Cancelled,
     Failed(String),
 }
@@ -95,7 +111,8 @@ pub async fn run(
     prep: &Prepared,
     mut on_partial: impl FnMut(&str),
 ) -> Completion {
-    let mut stream: CompletionStream = engine.complete(doc_key, prep.ctx.input.clone(), prep.params.clone());
+    let mut stream: CompletionStream =
+        engine.complete(doc_key, prep.ctx.input.clone(), prep.params.clone());
     let mut raw = String::new();
     while let Some(ev) = stream.events.recv().await {
         match ev {
@@ -105,7 +122,10 @@ pub async fn run(
             }
             Event::Done(outcome) => {
                 let text = postprocess::clean(&outcome.text, &prep.ctx);
-                return Completion::Text { text, outcome: Some(outcome) };
+                return Completion::Text {
+                    text,
+                    outcome: Some(outcome),
+                };
             }
             Event::Cancelled => return Completion::Cancelled,
             Event::Failed(e) => return Completion::Failed(e),

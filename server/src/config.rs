@@ -74,11 +74,24 @@ pub struct CompletionConfig {
     pub multiline: bool,
     /// Disable completions without restarting the server.
     pub enabled: bool,
+    /// Serve the rest of a shown suggestion from a cache when the user types
+    /// its first characters. Off only for benchmarks that measure the model.
+    pub typed_ahead: bool,
+    /// Speculative decoding: tokens drafted per step from text already seen
+    /// (prompt lookup); 0 turns it off. Output is the same either way.
+    pub draft_tokens: u32,
 }
 
 impl Default for CompletionConfig {
     fn default() -> Self {
-        CompletionConfig { max_tokens: 64, max_time_ms: 1500, multiline: true, enabled: true }
+        CompletionConfig {
+            max_tokens: 64,
+            max_time_ms: 1500,
+            multiline: true,
+            enabled: true,
+            typed_ahead: true,
+            draft_tokens: 8,
+        }
     }
 }
 
@@ -95,7 +108,11 @@ pub struct ContextConfig {
 
 impl Default for ContextConfig {
     fn default() -> Self {
-        ContextConfig { prefix_tokens: 1536, suffix_tokens: 256, extra_tokens: 0 }
+        ContextConfig {
+            prefix_tokens: 1536,
+            suffix_tokens: 256,
+            extra_tokens: 0,
+        }
     }
 }
 
@@ -119,7 +136,9 @@ impl Config {
         if self.model.threads > 0 {
             return self.model.threads as i32;
         }
-        std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get() as i32)
+            .unwrap_or(2)
     }
 }
 

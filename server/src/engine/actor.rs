@@ -27,6 +27,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::prompt::{FimFormat, Vocab};
 use super::reuse;
+use super::speculate;
 use super::stop;
 use super::{EngineInfo, EngineSettings, Event, Job, Msg, Outcome, Stats, StopReason};
 
@@ -51,7 +52,12 @@ impl Vocab for LlamaVocabAdapter<'_> {
     fn tokenize(&self, text: &str) -> Vec<i32> {
         // add_special=false: no BOS in the middle; parse_special=false:
         // user text can never produce control tokens.
-        self.0.vocab().tokenize(text.as_bytes(), false, false).into_iter().map(|t| t.0).collect()
+        self.0
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .into_iter()
+            .map(|t| t.0)
+            .collect()
     }
 
     fn special(&self, text: &str) -> Option<i32> {
@@ -160,7 +166,9 @@ pub(crate) fn run(
     let ctx = match model.new_context(backend, ctx_params) {
         Ok(c) => c,
         Err(e) => {
-            let _ = ready.send(Err(format!("cannot create a llama.cpp context of {n_ctx} tokens: {e}")));
+            let _ = ready.send(Err(format!(
+                "cannot create a llama.cpp context of {n_ctx} tokens: {e}"
+            )));
             return;
         }
     };
@@ -172,9 +180,14 @@ pub(crate) fn run(
             return;
         }
     };
-    let model_name = model
-        .meta_val_str("general.name")
-        .unwrap_or_else(|_| settings.model_path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+    let model_name = model.meta_val_str("general.name").unwrap_or_else(|_| {
+        settings
+            .model_path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    });
     let info = EngineInfo {
         model_name,
         fim: format.family,
@@ -184,8 +197,24 @@ pub(crate) fn run(
     };
     tracing::info!(?info, n_ctx, "model loaded");
     let batch = LlamaBatch::new(settings.batch_size as usize, 1);
-    let slots = (0..settings.cache_slots).map(|_| Slot { tokens: Vec::new(), key: None, last_used: 0 }).collect();
-    let mut engine = Engine { model: &model, ctx, format, settings, slots, clock: 0, batch, stats, pending };
+    let slots = (0..settings.cache_slots)
+        .map(|_| Slot {
+            tokens: Vec::new(),
+            key: None,
+            last_used: 0,
+        })
+        .collect();
+    let mut engine = Engine {
+        model: &model,
+        ctx,
+        format,
+        settings,
+        slots,
+        clock: 0,
+        batch,
+        stats,
+        pending,
+    };
     if ready.send(Ok(info)).is_err() {
         return;
     }
@@ -213,7 +242,11 @@ impl Engine<'_> {
             let pos = queue
                 .iter()
                 .rposition(|m| matches!(m, Msg::Complete(j) if !j.cancel.is_cancelled()))
-                .or_else(|| queue.iter().rposition(|m| matches!(m, Msg::Warm(j) if !j.cancel.is_cancelled())));
+                .or_else(|| {
+                    queue
+                        .iter()
+                        .rposition(|m| matches!(m, Msg::Warm(j) if !j.cancel.is_cancelled()))
+                });
             let Some(pos) = pos else {
                 for m in queue.drain(..) {
                     if let Msg::Complete(j) = m {
@@ -239,7 +272,11 @@ impl Engine<'_> {
     }
 
     fn pick_slot(&mut self, key: &str, prompt: &[i32]) -> usize {
-        if let Some(i) = self.slots.iter().position(|s| s.key.as_deref() == Some(key)) {
+        if let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| s.key.as_deref() == Some(key))
+        {
             return i;
         }
         let best = self
@@ -253,7 +290,12 @@ impl Engine<'_> {
                 return i;
             }
         }
-        self.slots.iter().enumerate().min_by_key(|(_, s)| s.last_used).map(|(i, _)| i).unwrap_or(0)
+        self.slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(i, _)| i)
+            .unwrap_or(0)
     }
 
     fn complete(&mut self, job: Job, warm: bool) {
@@ -275,7 +317,10 @@ impl Engine<'_> {
                         generated = outcome.generated_tokens,
                         prefill_ms = format!("{:.1}", outcome.prefill_ms),
                         total_ms = format!("{:.1}", outcome.total_ms),
-                        queued_ms = format!("{:.1}", job.submitted.elapsed().as_secs_f64() * 1000.0 - outcome.total_ms),
+                        queued_ms = format!(
+                            "{:.1}",
+                            job.submitted.elapsed().as_secs_f64() * 1000.0 - outcome.total_ms
+                        ),
                         "completion"
                     );
                     let _ = job.events.send(Event::Done(outcome));
@@ -302,9 +347,14 @@ impl Engine<'_> {
         let mut prompt = self.format.build(&vocab, &job.input);
         // Safety net: the context builder budgets tokens, but never let a
         // prompt overflow the slot. Cutting the head here costs reuse.
-        let room = (self.settings.context_tokens as usize).saturating_sub(job.params.max_tokens as usize + 1);
+        let room = (self.settings.context_tokens as usize)
+            .saturating_sub(job.params.max_tokens as usize + 1);
         if prompt.len() > room {
-            tracing::warn!(prompt = prompt.len(), room, "prompt exceeds the context; cutting its head");
+            tracing::warn!(
+                prompt = prompt.len(),
+                room,
+                "prompt exceeds the context; cutting its head"
+            );
             let cut = prompt.len() - room;
             prompt.drain(..cut);
         }
@@ -320,6 +370,10 @@ impl Engine<'_> {
             slot.last_used = self.clock;
         }
 
+        // The slot's previous contents (old prompt + old suggestion) are the
+        // best draft source for speculative decoding; keep them.
+        let previous = self.slots[slot_idx].tokens.clone();
+
         // 1. Reuse what the slot holds.
         let min_chunk = self.settings.cache_reuse_min_chunk as usize;
         let plan = if self.settings.cache_reuse {
@@ -327,8 +381,7 @@ impl Engine<'_> {
         } else {
             reuse::ReusePlan::default()
         };
-        self.apply_plan(seq, slot_idx, &plan)?;
-        let reused = plan.n_past;
+        let reused = self.apply_plan(seq, slot_idx, &plan)?;
 
         // 2. Prefill the rest in cancellable chunks.
         let mut n_past = reused;
@@ -349,7 +402,9 @@ impl Engine<'_> {
                 self.reset_slot(seq, slot_idx);
                 return Err(format!("llama.cpp decode failed during prefill: {e}"));
             }
-            self.slots[slot_idx].tokens.extend_from_slice(&prompt[n_past..end]);
+            self.slots[slot_idx]
+                .tokens
+                .extend_from_slice(&prompt[n_past..end]);
             n_past = end;
         }
         let prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -357,80 +412,125 @@ impl Engine<'_> {
         if warm {
             return Ok(None);
         }
-        self.stats.prompt_tokens.fetch_add(prompt.len() as u64, Ordering::Relaxed);
-        self.stats.reused_tokens.fetch_add(reused as u64, Ordering::Relaxed);
-        self.stats.evaluated_tokens.fetch_add(evaluated as u64, Ordering::Relaxed);
+        self.stats
+            .prompt_tokens
+            .fetch_add(prompt.len() as u64, Ordering::Relaxed);
+        self.stats
+            .reused_tokens
+            .fetch_add(reused as u64, Ordering::Relaxed);
+        self.stats
+            .evaluated_tokens
+            .fetch_add(evaluated as u64, Ordering::Relaxed);
 
-        // 3. Generate.
+        // 3. Generate (greedy), drafting from text we already have and
+        // verifying drafts in one batch (see `speculate.rs`).
         let t_gen = Instant::now();
         let mut sampler = LlamaSampler::greedy();
-        let mut text = String::new();
-        let mut pending_bytes: Vec<u8> = Vec::new();
-        let mut sent = 0usize;
+        let mut out = Emitter::new(&job.params.stop, &job.events);
         let mut generated = 0usize;
+        let mut drafted = 0usize;
+        let mut accepted_total = 0usize;
         let mut logits_idx = self.batch.n_tokens() - 1;
-        let stop_reason;
-        loop {
+        let max_tokens = job.params.max_tokens as usize;
+        let stop_reason = 'gen: loop {
             if job.cancel.is_cancelled() {
                 return Ok(None);
             }
-            if generated >= job.params.max_tokens as usize {
-                stop_reason = StopReason::MaxTokens;
-                break;
+            if generated >= max_tokens {
+                break StopReason::MaxTokens;
             }
-            if job.params.max_time_ms > 0 && t_gen.elapsed().as_millis() as u64 >= job.params.max_time_ms {
-                stop_reason = StopReason::TimeBudget;
-                break;
+            if job.params.max_time_ms > 0
+                && t_gen.elapsed().as_millis() as u64 >= job.params.max_time_ms
+            {
+                break StopReason::TimeBudget;
             }
-            if n_past + 1 >= self.settings.context_tokens as usize {
-                stop_reason = StopReason::MaxTokens;
-                break;
+            if n_past + 2 >= self.settings.context_tokens as usize {
+                break StopReason::MaxTokens;
             }
             let token = sampler.sample(&self.ctx, logits_idx);
-            let vocab = self.model.vocab();
-            if vocab.is_eog(token) || vocab.is_control(token) {
-                stop_reason = StopReason::EndOfGeneration;
-                break;
+            if self.is_stop_token(token) {
+                break StopReason::EndOfGeneration;
             }
-            pending_bytes.extend(vocab.token_to_piece(token, false, None));
-            // Emit only complete UTF-8; keep a split multi-byte char for later.
-            let valid = match std::str::from_utf8(&pending_bytes) {
-                Ok(s) => s.len(),
-                Err(e) => e.valid_up_to(),
+            if out.push(&self.model.vocab().token_to_piece(token, false, None)) {
+                break StopReason::StopRule;
+            }
+            // Draft the tokens after `token` and evaluate token + draft at once.
+            let room = max_tokens
+                .saturating_sub(generated + 1)
+                .min(self.settings.context_tokens as usize - n_past - 2);
+            let draft = if job.params.draft_tokens > 0 && room > 0 {
+                let mut tail_src = self.slots[slot_idx].tokens.clone();
+                tail_src.push(token.0);
+                let tail = &tail_src[tail_src.len().saturating_sub(8)..];
+                let mut d = speculate::draft(
+                    &[&previous, &prompt],
+                    tail,
+                    (job.params.draft_tokens as usize).min(room),
+                );
+                if let Some(i) = d.iter().position(|t| self.is_stop_token(LlamaToken(*t))) {
+                    d.truncate(i);
+                }
+                d
+            } else {
+                Vec::new()
             };
-            if valid > 0 {
-                text.push_str(std::str::from_utf8(&pending_bytes[..valid]).unwrap());
-                pending_bytes.drain(..valid);
-            }
-            let cut = stop::cut_point(&job.params.stop, &text);
-            if let Some(cut) = cut {
-                text.truncate(cut);
-            }
-            if text.len() > sent {
-                let _ = job.events.send(Event::Delta(text[sent..].to_string()));
-                sent = text.len();
-            }
-            if cut.is_some() {
-                stop_reason = StopReason::StopRule;
-                break;
-            }
-            // Evaluate the token so the next one can be sampled; it stays in
-            // the slot, so if the user types what we suggested the next
-            // request finds it cached.
             self.batch.clear();
-            self.batch.add(token, n_past as i32, &[seq], true).map_err(|e| format!("batch: {e}"))?;
+            self.batch
+                .add(token, n_past as i32, &[seq], true)
+                .map_err(|e| format!("batch: {e}"))?;
+            for (i, d) in draft.iter().enumerate() {
+                self.batch
+                    .add(LlamaToken(*d), (n_past + 1 + i) as i32, &[seq], true)
+                    .map_err(|e| format!("batch: {e}"))?;
+            }
             if let Err(e) = self.ctx.decode(&mut self.batch) {
                 self.reset_slot(seq, slot_idx);
                 return Err(format!("llama.cpp decode failed during generation: {e}"));
             }
+            // `token` is now in the KV cache; it stays in the slot, so if the
+            // user types what we suggested the next request finds it cached.
             self.slots[slot_idx].tokens.push(token.0);
             n_past += 1;
             generated += 1;
-            logits_idx = 0;
+            drafted += draft.len();
+            // Keep the longest draft prefix greedy decoding agrees with.
+            let mut accepted = 0;
+            let mut stop = None;
+            for (i, d) in draft.iter().enumerate() {
+                let predicted = sampler.sample(&self.ctx, i as i32);
+                if predicted.0 != *d {
+                    break;
+                }
+                accepted += 1;
+                self.slots[slot_idx].tokens.push(*d);
+                n_past += 1;
+                generated += 1;
+                if out.push(&self.model.vocab().token_to_piece(predicted, false, None)) {
+                    stop = Some(StopReason::StopRule);
+                    break;
+                }
+            }
+            accepted_total += accepted;
+            if accepted < draft.len() {
+                // Rejected draft tokens leave the KV cache.
+                let _ = self.ctx.kv_cache_seq_rm(seq, Some(n_past as u32), None);
+            }
+            if let Some(reason) = stop {
+                break 'gen reason;
+            }
+            logits_idx = accepted as i32;
+        };
+        let text = out.text;
+        if drafted > 0 {
+            tracing::debug!(drafted, accepted = accepted_total, "speculative drafts");
         }
         let gen_ms = t_gen.elapsed().as_secs_f64() * 1000.0;
-        self.stats.generated_tokens.fetch_add(generated as u64, Ordering::Relaxed);
-        self.stats.generate_ms.fetch_add(gen_ms as u64, Ordering::Relaxed);
+        self.stats
+            .generated_tokens
+            .fetch_add(generated as u64, Ordering::Relaxed);
+        self.stats
+            .generate_ms
+            .fetch_add(gen_ms as u64, Ordering::Relaxed);
         Ok(Some(Outcome {
             text,
             stop: stop_reason,
@@ -445,25 +545,101 @@ impl Engine<'_> {
 
     /// Apply a reuse plan to sequence `seq`: drop the cells between shifted
     /// chunks, move the chunks, drop everything after the reused part.
-    fn apply_plan(&mut self, seq: i32, slot_idx: usize, plan: &reuse::ReusePlan) -> Result<(), String> {
+    /// Returns how many prompt tokens are now cached (0 if the KV cache
+    /// refused an edit and the slot had to be cleared).
+    fn apply_plan(
+        &mut self,
+        seq: i32,
+        slot_idx: usize,
+        plan: &reuse::ReusePlan,
+    ) -> Result<usize, String> {
         let kv = |r: Result<(), llama_cpp_2::context::kv_cache::KvCacheConversionError>| {
             r.map_err(|e| format!("KV cache edit failed: {e}"))
         };
         for s in &plan.shifts {
-            kv(self.ctx.kv_cache_seq_rm(seq, Some(s.to as u32), Some(s.from as u32)))?;
+            kv(self
+                .ctx
+                .kv_cache_seq_rm(seq, Some(s.to as u32), Some(s.from as u32)))?;
             let delta = s.to as i32 - s.from as i32;
-            kv(self.ctx.kv_cache_seq_add(seq, Some(s.from as u32), Some((s.from + s.len) as u32), delta))?;
+            kv(self.ctx.kv_cache_seq_add(
+                seq,
+                Some(s.from as u32),
+                Some((s.from + s.len) as u32),
+                delta,
+            ))?;
         }
-        if kv(self.ctx.kv_cache_seq_rm(seq, Some(plan.n_past as u32), None)).is_err() {
+        if kv(self
+            .ctx
+            .kv_cache_seq_rm(seq, Some(plan.n_past as u32), None))
+        .is_err()
+        {
             self.reset_slot(seq, slot_idx);
-            return Ok(());
+            return Ok(0);
         }
         reuse::apply_to_tokens(&mut self.slots[slot_idx].tokens, plan);
-        Ok(())
+        Ok(plan.n_past)
+    }
+
+    /// End-of-generation, FIM pad/sep/file-sep: any control token ends a
+    /// suggestion (a completion never contains one).
+    fn is_stop_token(&self, t: LlamaToken) -> bool {
+        let v = self.model.vocab();
+        v.is_eog(t) || v.is_control(t)
     }
 
     fn reset_slot(&mut self, seq: i32, slot_idx: usize) {
         let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
         self.slots[slot_idx].tokens.clear();
+    }
+}
+
+/// Turns generated token pieces into UTF-8 text, applies the text stop
+/// rules and streams deltas to the requester.
+struct Emitter<'a> {
+    text: String,
+    /// Bytes of a multi-byte character split across tokens.
+    partial: Vec<u8>,
+    sent: usize,
+    rules: &'a stop::StopRules,
+    events: &'a tokio::sync::mpsc::UnboundedSender<Event>,
+}
+
+impl<'a> Emitter<'a> {
+    fn new(
+        rules: &'a stop::StopRules,
+        events: &'a tokio::sync::mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        Emitter {
+            text: String::new(),
+            partial: Vec::new(),
+            sent: 0,
+            rules,
+            events,
+        }
+    }
+
+    /// Add a token's bytes; true when a stop rule fired (text is cut).
+    fn push(&mut self, piece: &[u8]) -> bool {
+        self.partial.extend_from_slice(piece);
+        let valid = match std::str::from_utf8(&self.partial) {
+            Ok(s) => s.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        if valid > 0 {
+            self.text
+                .push_str(std::str::from_utf8(&self.partial[..valid]).expect("validated"));
+            self.partial.drain(..valid);
+        }
+        let cut = stop::cut_point(self.rules, &self.text);
+        if let Some(cut) = cut {
+            self.text.truncate(cut);
+        }
+        if self.text.len() > self.sent {
+            let _ = self
+                .events
+                .send(Event::Delta(self.text[self.sent..].to_string()));
+            self.sent = self.text.len();
+        }
+        cut.is_some()
     }
 }

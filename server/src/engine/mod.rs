@@ -14,6 +14,7 @@
 mod actor;
 pub mod prompt;
 pub mod reuse;
+pub mod speculate;
 pub mod stats;
 pub mod stop;
 #[cfg(test)]
@@ -81,6 +82,8 @@ pub struct EngineInfo {
 #[derive(Debug, Clone)]
 pub struct GenParams {
     pub max_tokens: u32,
+    /// Tokens drafted per step for speculative decoding; 0 turns it off.
+    pub draft_tokens: u32,
     pub max_time_ms: u64,
     pub stop: StopRules,
 }
@@ -220,7 +223,12 @@ impl InferenceHandle {
     /// Prefill `input` for `key` in the background so the next real request
     /// finds it cached. Cancelled by any newer request.
     pub fn warm(&self, key: &str, input: PromptInput) {
-        let params = GenParams { max_tokens: 0, max_time_ms: 0, stop: StopRules::default() };
+        let params = GenParams {
+            max_tokens: 0,
+            draft_tokens: 0,
+            max_time_ms: 0,
+            stop: StopRules::default(),
+        };
         // Nobody waits for a warm-up: its events are dropped, and only a
         // newer request for the document (or any message) cancels it.
         let _ = self.submit(key, input, params, true);
@@ -254,7 +262,11 @@ impl InferenceHandle {
             submitted: std::time::Instant::now(),
         };
         self.pending.fetch_add(1, Ordering::SeqCst);
-        let msg = if warm { Msg::Warm(job) } else { Msg::Complete(job) };
+        let msg = if warm {
+            Msg::Warm(job)
+        } else {
+            Msg::Complete(job)
+        };
         if self.tx.lock().unwrap().send(msg).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             let _ = events_tx.send(Event::Failed("the inference thread has stopped".into()));
@@ -296,7 +308,8 @@ pub fn check_model_file(path: &std::path::Path) -> Result<(), String> {
         return Err(format!("model path {} is not a file", path.display()));
     }
     let mut magic = [0u8; 4];
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open model file {}: {e}", path.display()))?;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| format!("cannot open model file {}: {e}", path.display()))?;
     if f.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
         return Err(format!(
             "{} is not a GGUF model file (it does not start with the GGUF magic); re-download it with `slm-ls models fetch`",

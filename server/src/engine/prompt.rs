@@ -71,7 +71,12 @@ impl FimFamily {
     fn markers(self) -> &'static [&'static str] {
         match self {
             FimFamily::StarCoder => &["<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
-            FimFamily::Qwen => &["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_sep|>"],
+            FimFamily::Qwen => &[
+                "<|fim_prefix|>",
+                "<|fim_suffix|>",
+                "<|fim_middle|>",
+                "<|file_sep|>",
+            ],
             FimFamily::CodeGemma => &["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"],
             FimFamily::DeepSeek => &["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"],
             FimFamily::CodeLlama => &["<PRE>", "<SUF>", "<MID>"],
@@ -129,9 +134,16 @@ impl FimFormat {
         let resolve = |family: FimFamily| -> Option<Vec<i32>> {
             family.markers().iter().map(|m| vocab.special(m)).collect()
         };
-        let file_sep = vocab.special("<|file_sep|>").or_else(|| vocab.special("<file_sep>"));
+        let file_sep = vocab
+            .special("<|file_sep|>")
+            .or_else(|| vocab.special("<file_sep>"));
         let bos = vocab.bos();
-        let make = |family, markers| FimFormat { family, markers, file_sep, bos };
+        let make = |family, markers| FimFormat {
+            family,
+            markers,
+            file_sep,
+            bos,
+        };
         if let Some(family) = override_ {
             return match family {
                 FimFamily::None => Ok(make(FimFamily::None, vec![])),
@@ -178,7 +190,11 @@ impl FimFormat {
         let text = |out: &mut Vec<i32>, s: &str| out.extend(vocab.tokenize(s));
         match self.family {
             FimFamily::None => text(&mut out, &input.prefix),
-            FimFamily::StarCoder | FimFamily::Qwen | FimFamily::CodeGemma | FimFamily::Generic | FimFamily::DeepSeek => {
+            FimFamily::StarCoder
+            | FimFamily::Qwen
+            | FimFamily::CodeGemma
+            | FimFamily::Generic
+            | FimFamily::DeepSeek => {
                 // PSM: <pre> prefix <suf> suffix <mid>
                 out.push(m[0]);
                 text(&mut out, &input.prefix);
@@ -241,7 +257,13 @@ pub(crate) mod tests {
 
     impl FakeVocab {
         pub fn with(specials: &[&'static str]) -> FakeVocab {
-            FakeVocab { specials: specials.iter().enumerate().map(|(i, s)| (*s, 0x110000 + i as i32)).collect() }
+            FakeVocab {
+                specials: specials
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (*s, 0x110000 + i as i32))
+                    .collect(),
+            }
         }
     }
 
@@ -263,12 +285,22 @@ pub(crate) mod tests {
     fn render(v: &FakeVocab, toks: &[i32]) -> String {
         let names: HashMap<i32, &str> = v.specials.iter().map(|(k, v)| (*v, *k)).collect();
         toks.iter()
-            .map(|t| names.get(t).map(|s| s.to_string()).unwrap_or_else(|| char::from_u32(*t as u32).unwrap().to_string()))
+            .map(|t| {
+                names
+                    .get(t)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| char::from_u32(*t as u32).unwrap().to_string())
+            })
             .collect()
     }
 
     fn input() -> PromptInput {
-        PromptInput { path: "a.py".into(), prefix: "def f(".into(), suffix: "):".into(), extras: vec![] }
+        PromptInput {
+            path: "a.py".into(),
+            prefix: "def f(".into(),
+            suffix: "):".into(),
+            extras: vec![],
+        }
     }
 
     #[test]
@@ -284,26 +316,43 @@ pub(crate) mod tests {
         let v = FakeVocab::with(&["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>"]);
         let f = FimFormat::detect(&v, None).unwrap();
         assert_eq!(f.family, FimFamily::StarCoder);
-        assert_eq!(render(&v, &f.build(&v, &input())), "<fim_prefix>def f(<fim_suffix>):<fim_middle>");
+        assert_eq!(
+            render(&v, &f.build(&v, &input())),
+            "<fim_prefix>def f(<fim_suffix>):<fim_middle>"
+        );
     }
 
     #[test]
     fn codestral_and_codellama_put_the_prefix_last() {
         let v = FakeVocab::with(&["[SUFFIX]", "[PREFIX]"]);
         let f = FimFormat::detect(&v, None).unwrap();
-        assert_eq!(render(&v, &f.build(&v, &input())), "[SUFFIX]):[PREFIX]def f(");
+        assert_eq!(
+            render(&v, &f.build(&v, &input())),
+            "[SUFFIX]):[PREFIX]def f("
+        );
         let v = FakeVocab::with(&["<PRE>", "<SUF>", "<MID>"]);
         let f = FimFormat::detect(&v, None).unwrap();
-        assert_eq!(render(&v, &f.build(&v, &input())), "<PRE><SUF>):<MID>def f(");
+        assert_eq!(
+            render(&v, &f.build(&v, &input())),
+            "<PRE><SUF>):<MID>def f("
+        );
     }
 
     #[test]
     fn qwen_repo_level_extras_go_first() {
-        let v = FakeVocab::with(&["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_sep|>"]);
+        let v = FakeVocab::with(&[
+            "<|fim_prefix|>",
+            "<|fim_suffix|>",
+            "<|fim_middle|>",
+            "<|file_sep|>",
+        ]);
         let f = FimFormat::detect(&v, None).unwrap();
         assert_eq!(f.family, FimFamily::Qwen);
         let mut i = input();
-        i.extras.push(Snippet { path: "b.py".into(), text: "X=1".into() });
+        i.extras.push(Snippet {
+            path: "b.py".into(),
+            text: "X=1".into(),
+        });
         assert_eq!(
             render(&v, &f.build(&v, &i)),
             "<|file_sep|>b.py\nX=1\n<|file_sep|>a.py\n<|fim_prefix|>def f(<|fim_suffix|>):<|fim_middle|>"

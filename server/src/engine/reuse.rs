@@ -48,7 +48,11 @@ pub fn common_prefix<T: PartialEq>(a: &[T], b: &[T]) -> usize {
 /// because we need fresh logits for the last position.
 pub fn plan<T: PartialEq>(cached: &[T], prompt: &[T], min_chunk: usize) -> ReusePlan {
     let prefix = common_prefix(cached, prompt).min(prompt.len().saturating_sub(1));
-    let mut plan = ReusePlan { prefix, shifts: Vec::new(), n_past: prefix };
+    let mut plan = ReusePlan {
+        prefix,
+        shifts: Vec::new(),
+        n_past: prefix,
+    };
     if min_chunk == 0 {
         return plan;
     }
@@ -57,11 +61,18 @@ pub fn plan<T: PartialEq>(cached: &[T], prompt: &[T], min_chunk: usize) -> Reuse
     let mut head_p = prefix;
     while head_c < cached.len() && head_p < limit {
         let mut n = 0;
-        while head_c + n < cached.len() && head_p + n < limit && cached[head_c + n] == prompt[head_p + n] {
+        while head_c + n < cached.len()
+            && head_p + n < limit
+            && cached[head_c + n] == prompt[head_p + n]
+        {
             n += 1;
         }
         if n >= min_chunk {
-            plan.shifts.push(Shift { from: head_c, to: head_p, len: n });
+            plan.shifts.push(Shift {
+                from: head_c,
+                to: head_p,
+                len: n,
+            });
             head_c += n;
             head_p += n;
             plan.n_past = head_p;
@@ -125,7 +136,14 @@ mod tests {
         let prompt = "AAAA-BBBBBBBBBBBBx";
         let (p, kept) = replay(cached, prompt, 8);
         assert_eq!(p.prefix, 5);
-        assert_eq!(p.shifts, vec![Shift { from: 13, to: 5, len: 12 }]);
+        assert_eq!(
+            p.shifts,
+            vec![Shift {
+                from: 13,
+                to: 5,
+                len: 12
+            }]
+        );
         assert_eq!(kept, "AAAA-BBBBBBBBBBBB");
         assert_eq!(p.n_past, 17);
     }

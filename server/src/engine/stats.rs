@@ -74,8 +74,16 @@ impl Stats {
             reused_tokens: reused,
             evaluated_tokens: self.evaluated_tokens.load(Relaxed),
             generated_tokens: generated,
-            reuse_ratio: if prompt == 0 { 0.0 } else { reused as f64 / prompt as f64 },
-            tokens_per_second: if gen_ms == 0 { 0.0 } else { generated as f64 * 1000.0 / gen_ms as f64 },
+            reuse_ratio: if prompt == 0 {
+                0.0
+            } else {
+                reused as f64 / prompt as f64
+            },
+            tokens_per_second: if gen_ms == 0 {
+                0.0
+            } else {
+                generated as f64 * 1000.0 / gen_ms as f64
+            },
             typed_ahead_hits: self.typed_ahead_hits.load(Relaxed),
             shown: self.shown.load(Relaxed),
             accepted: self.accepted.load(Relaxed),

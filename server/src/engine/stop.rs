@@ -51,7 +51,10 @@ pub fn cut_point(rules: &StopRules, text: &str) -> Option<usize> {
 
 /// Columns of leading whitespace, a tab counting as 4.
 pub fn indent_width(line: &str) -> usize {
-    line.chars().take_while(|c| *c == ' ' || *c == '\t').map(|c| if c == '\t' { 4 } else { 1 }).sum()
+    line.chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .map(|c| if c == '\t' { 4 } else { 1 })
+        .sum()
 }
 
 #[cfg(test)]
@@ -60,27 +63,39 @@ mod tests {
 
     #[test]
     fn single_line_cuts_at_newline() {
-        let r = StopRules { single_line: true, ..Default::default() };
+        let r = StopRules {
+            single_line: true,
+            ..Default::default()
+        };
         assert_eq!(cut_point(&r, "x = 1\ny = 2"), Some(5));
         assert_eq!(cut_point(&r, "x = 1"), None);
     }
 
     #[test]
     fn dedent_ends_the_block() {
-        let r = StopRules { scope_indent: Some(4), ..Default::default() };
+        let r = StopRules {
+            scope_indent: Some(4),
+            ..Default::default()
+        };
         let text = "return a\n    b = 2\ndef g():\n";
         assert_eq!(cut_point(&r, text), Some("return a\n    b = 2\n".len()));
     }
 
     #[test]
     fn running_into_the_suffix_stops() {
-        let r = StopRules { suffix_line: Some("}".into()), ..Default::default() };
+        let r = StopRules {
+            suffix_line: Some("}".into()),
+            ..Default::default()
+        };
         assert_eq!(cut_point(&r, "a();\n}\n"), Some(5));
     }
 
     #[test]
     fn blank_lines_do_not_dedent() {
-        let r = StopRules { scope_indent: Some(4), ..Default::default() };
+        let r = StopRules {
+            scope_indent: Some(4),
+            ..Default::default()
+        };
         assert_eq!(cut_point(&r, "a\n\n    b\n"), None);
     }
 }

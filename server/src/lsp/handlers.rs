@@ -22,11 +22,19 @@ pub const CMD_EXPLAIN: &str = "slm-ls.explain";
 pub const CMD_ACCEPTED: &str = "slm-ls.accepted";
 
 fn invalid_params(msg: impl Into<String>) -> Error {
-    Error { code: ErrorCode::InvalidParams, message: msg.into().into(), data: None }
+    Error {
+        code: ErrorCode::InvalidParams,
+        message: msg.into().into(),
+        data: None,
+    }
 }
 
 fn request_failed(msg: impl Into<String>) -> Error {
-    Error { code: ErrorCode::ServerError(-32803), message: msg.into().into(), data: None }
+    Error {
+        code: ErrorCode::ServerError(-32803),
+        message: msg.into().into(),
+        data: None,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -36,20 +44,30 @@ fn request_failed(msg: impl Into<String>) -> Error {
 
 pub fn did_open(state: &State, p: lsp::DidOpenTextDocumentParams) {
     let d = p.text_document;
-    state.docs.open(d.uri.as_str(), &d.text, d.version, &d.language_id);
+    state
+        .docs
+        .open(d.uri.as_str(), &d.text, d.version, &d.language_id);
 }
 
 /// Applies the edits; returns the char index just after the last edit
 /// (our best guess of the cursor) or the error to report.
-pub fn did_change(state: &State, p: lsp::DidChangeTextDocumentParams) -> std::result::Result<Option<usize>, String> {
+pub fn did_change(
+    state: &State,
+    p: lsp::DidChangeTextDocumentParams,
+) -> std::result::Result<Option<usize>, String> {
     let uri = p.text_document.uri.as_str().to_string();
     let enc = state.encoding();
     let last = p.content_changes.last().cloned();
     let edits: Vec<_> = p.content_changes.into_iter().map(proto::edit).collect();
-    state.docs.apply(&uri, p.text_document.version, &edits, enc).map_err(|e| format!("slm-ls: {e}"))?;
+    state
+        .docs
+        .apply(&uri, p.text_document.version, &edits, enc)
+        .map_err(|e| format!("slm-ls: {e}"))?;
     // Guess the cursor: the end of the last inserted text.
     let Some(last) = last else { return Ok(None) };
-    let Some(range) = last.range else { return Ok(None) };
+    let Some(range) = last.range else {
+        return Ok(None);
+    };
     let snap = state.docs.snapshot(&uri).map_err(|e| e.to_string())?;
     let start = snap.doc.char_index(proto::position(range.start), enc).ok();
     Ok(start.map(|s| s + last.text.chars().count()))
@@ -78,7 +96,10 @@ pub fn apply_settings(state: &State, value: &Value) -> std::result::Result<bool,
 
 /// Resolve a document position to (snapshot, cursor char index).
 fn locate(state: &State, td: &lsp::TextDocumentPositionParams) -> Result<(Snapshot, usize)> {
-    let snap = state.docs.snapshot(td.text_document.uri.as_str()).map_err(|e| invalid_params(e.to_string()))?;
+    let snap = state
+        .docs
+        .snapshot(td.text_document.uri.as_str())
+        .map_err(|e| invalid_params(e.to_string()))?;
     let cursor = snap
         .doc
         .char_index(proto::position(td.position), state.encoding())
@@ -103,8 +124,15 @@ async fn suggest(
     let root = state.root_uri.read().unwrap().clone();
     let path = proto::display_path(&snap.uri, root.as_deref());
     let prep = complete::prepare(&snap.doc, cursor, &config, &path);
-    if let Some(hit) = state.typed_ahead.get(prep.key) {
-        engine.stats.typed_ahead_hits.fetch_add(1, Ordering::Relaxed);
+    if let Some(hit) = state
+        .typed_ahead
+        .get(prep.key)
+        .filter(|_| config.completion.typed_ahead)
+    {
+        engine
+            .stats
+            .typed_ahead_hits
+            .fetch_add(1, Ordering::Relaxed);
         return Ok(Some(hit));
     }
 
@@ -114,10 +142,14 @@ async fn suggest(
     let forward = progress.map(|token| {
         let client = state.client.clone();
         tokio::spawn(async move {
-            send_progress(&client, &token, lsp::WorkDoneProgress::Begin(lsp::WorkDoneProgressBegin {
-                title: "slm-ls completion".into(),
-                ..Default::default()
-            }))
+            send_progress(
+                &client,
+                &token,
+                lsp::WorkDoneProgress::Begin(lsp::WorkDoneProgressBegin {
+                    title: "slm-ls completion".into(),
+                    ..Default::default()
+                }),
+            )
             .await;
             while let Some(text) = rx.recv().await {
                 // Coalesce: only the newest text matters.
@@ -125,13 +157,22 @@ async fn suggest(
                 while let Ok(t) = rx.try_recv() {
                     latest = t;
                 }
-                send_progress(&client, &token, lsp::WorkDoneProgress::Report(lsp::WorkDoneProgressReport {
-                    message: Some(latest),
-                    ..Default::default()
-                }))
+                send_progress(
+                    &client,
+                    &token,
+                    lsp::WorkDoneProgress::Report(lsp::WorkDoneProgressReport {
+                        message: Some(latest),
+                        ..Default::default()
+                    }),
+                )
                 .await;
             }
-            send_progress(&client, &token, lsp::WorkDoneProgress::End(lsp::WorkDoneProgressEnd { message: None })).await;
+            send_progress(
+                &client,
+                &token,
+                lsp::WorkDoneProgress::End(lsp::WorkDoneProgressEnd { message: None }),
+            )
+            .await;
         })
     });
     let streaming = forward.is_some();
@@ -155,7 +196,11 @@ async fn suggest(
     }
 }
 
-async fn send_progress(client: &tower_lsp_server::Client, token: &lsp::ProgressToken, value: lsp::WorkDoneProgress) {
+async fn send_progress(
+    client: &tower_lsp_server::Client,
+    token: &lsp::ProgressToken,
+    value: lsp::WorkDoneProgress,
+) {
     client
         .send_notification::<lsp::notification::Progress>(lsp::ProgressParams {
             token: token.clone(),
@@ -169,11 +214,20 @@ pub async fn inline_completion(
     p: lsp::InlineCompletionParams,
 ) -> Result<Option<lsp::InlineCompletionResponse>> {
     let (snap, cursor) = locate(&state, &p.text_document_position)?;
-    let Some(text) = suggest(&state, &snap, cursor, p.work_done_progress_params.work_done_token).await? else {
+    let Some(text) = suggest(
+        &state,
+        &snap,
+        cursor,
+        p.work_done_progress_params.work_done_token,
+    )
+    .await?
+    else {
         return Ok(None);
     };
     if text.is_empty() {
-        return Ok(Some(lsp::InlineCompletionResponse::List(lsp::InlineCompletionList { items: vec![] })));
+        return Ok(Some(lsp::InlineCompletionResponse::List(
+            lsp::InlineCompletionList { items: vec![] },
+        )));
     }
     if let Ok(e) = state.engine() {
         e.stats.shown.fetch_add(1, Ordering::Relaxed);
@@ -186,7 +240,9 @@ pub async fn inline_completion(
         command: Some(accepted_command(&snap.uri, &text)),
         insert_text_format: None,
     };
-    Ok(Some(lsp::InlineCompletionResponse::List(lsp::InlineCompletionList { items: vec![item] })))
+    Ok(Some(lsp::InlineCompletionResponse::List(
+        lsp::InlineCompletionList { items: vec![item] },
+    )))
 }
 
 fn accepted_command(uri: &str, text: &str) -> lsp::Command {
@@ -202,13 +258,28 @@ fn accepted_command(uri: &str, text: &str) -> lsp::Command {
 /// typed with that word plus the suggestion (so fuzzy filtering on
 /// `filterText` keeps the item), and the list is incomplete so the client
 /// asks again as the user types.
-pub async fn completion(state: Arc<State>, p: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
+pub async fn completion(
+    state: Arc<State>,
+    p: lsp::CompletionParams,
+) -> Result<Option<lsp::CompletionResponse>> {
     let (snap, cursor) = locate(&state, &p.text_document_position)?;
     tracing::debug!(uri = %snap.uri, cursor, "completion request");
-    let Some(text) = suggest(&state, &snap, cursor, p.work_done_progress_params.work_done_token).await? else {
+    let Some(text) = suggest(
+        &state,
+        &snap,
+        cursor,
+        p.work_done_progress_params.work_done_token,
+    )
+    .await?
+    else {
         return Ok(None);
     };
-    let list = |items| Ok(Some(lsp::CompletionResponse::List(lsp::CompletionList { is_incomplete: true, items })));
+    let list = |items| {
+        Ok(Some(lsp::CompletionResponse::List(lsp::CompletionList {
+            is_incomplete: true,
+            items,
+        })))
+    };
     if text.trim().is_empty() {
         return list(vec![]);
     }
@@ -251,7 +322,10 @@ pub async fn completion(state: Arc<State>, p: lsp::CompletionParams) -> Result<O
 }
 
 /// `workspace/executeCommand`.
-pub async fn execute_command(state: Arc<State>, p: lsp::ExecuteCommandParams) -> Result<Option<Value>> {
+pub async fn execute_command(
+    state: Arc<State>,
+    p: lsp::ExecuteCommandParams,
+) -> Result<Option<Value>> {
     match p.command.as_str() {
         CMD_ACCEPTED => {
             if let Ok(e) = state.engine() {
@@ -270,7 +344,10 @@ pub async fn execute_command(state: Arc<State>, p: lsp::ExecuteCommandParams) ->
 pub async fn stats(state: Arc<State>) -> Result<Value> {
     let docs = state.docs.len();
     let (model, report) = match state.engine() {
-        Ok(e) => (json!({ "name": e.info.model_name, "fim": e.info.fim.to_string(), "loadMs": e.info.load_ms }), serde_json::to_value(e.stats.report()).unwrap_or_default()),
+        Ok(e) => (
+            json!({ "name": e.info.model_name, "fim": e.info.fim.to_string(), "loadMs": e.info.load_ms }),
+            serde_json::to_value(e.stats.report()).unwrap_or_default(),
+        ),
         Err(msg) => (json!({ "error": msg }), Value::Null),
     };
     Ok(json!({ "openDocuments": docs, "model": model, "completion": report }))
@@ -292,14 +369,22 @@ pub async fn load_engine(state: Arc<State>) {
     *state.engine.write().unwrap() = EngineState::Loading(0);
     let token = lsp::ProgressToken::String(format!("slm-ls/load/{generation}"));
     let progress_ok = state.client_progress.load(Ordering::Relaxed)
-        && state.client.create_work_done_progress(token.clone()).await.is_ok();
+        && state
+            .client
+            .create_work_done_progress(token.clone())
+            .await
+            .is_ok();
     if progress_ok {
-        send_progress(&state.client, &token, lsp::WorkDoneProgress::Begin(lsp::WorkDoneProgressBegin {
-            title: "slm-ls: loading model".into(),
-            message: Some(path.display().to_string()),
-            percentage: Some(0),
-            cancellable: Some(false),
-        }))
+        send_progress(
+            &state.client,
+            &token,
+            lsp::WorkDoneProgress::Begin(lsp::WorkDoneProgressBegin {
+                title: "slm-ls: loading model".into(),
+                message: Some(path.display().to_string()),
+                percentage: Some(0),
+                cancellable: Some(false),
+            }),
+        )
         .await;
     }
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<u8>();
@@ -311,10 +396,14 @@ pub async fn load_engine(state: Arc<State>) {
                 if let EngineState::Loading(_) = &*state.engine.read().unwrap() {}
                 state.load_percent.store(pct, Ordering::Relaxed);
                 if progress_ok {
-                    send_progress(&state.client, &token, lsp::WorkDoneProgress::Report(lsp::WorkDoneProgressReport {
-                        percentage: Some(pct as u32),
-                        ..Default::default()
-                    }))
+                    send_progress(
+                        &state.client,
+                        &token,
+                        lsp::WorkDoneProgress::Report(lsp::WorkDoneProgressReport {
+                            percentage: Some(pct as u32),
+                            ..Default::default()
+                        }),
+                    )
                     .await;
                 }
             }
@@ -341,7 +430,14 @@ pub async fn load_engine(state: Arc<State>) {
             Ok(h) => format!("{} ready ({} ms)", h.info.model_name, h.info.load_ms),
             Err(_) => "failed".to_string(),
         };
-        send_progress(&state.client, &token, lsp::WorkDoneProgress::End(lsp::WorkDoneProgressEnd { message: Some(message) })).await;
+        send_progress(
+            &state.client,
+            &token,
+            lsp::WorkDoneProgress::End(lsp::WorkDoneProgressEnd {
+                message: Some(message),
+            }),
+        )
+        .await;
     }
     match loaded {
         Ok(handle) => {
@@ -367,7 +463,10 @@ async fn engine_failed(state: &State, generation: u64, e: String) {
     *state.engine.write().unwrap() = EngineState::Failed(e.clone());
     state
         .client
-        .show_message(lsp::MessageType::ERROR, format!("slm-ls: completions are off, the model did not load: {e}"))
+        .show_message(
+            lsp::MessageType::ERROR,
+            format!("slm-ls: completions are off, the model did not load: {e}"),
+        )
         .await;
 }
 
@@ -375,7 +474,9 @@ async fn engine_failed(state: &State, generation: u64, e: String) {
 /// first prefix window) at lowest priority.
 pub fn warm(state: &State, uri: &str, cursor: Option<usize>) {
     let Ok(engine) = state.engine() else { return };
-    let Ok(snap) = state.docs.snapshot(uri) else { return };
+    let Ok(snap) = state.docs.snapshot(uri) else {
+        return;
+    };
     let config = state.config();
     let cursor = cursor.unwrap_or_else(|| {
         let budget = config.context.prefix_tokens as usize * crate::context::CHARS_PER_TOKEN / 2;
