@@ -175,12 +175,14 @@ fn run(
     cases: &[Case],
     reuse: bool,
     typed_ahead: bool,
+    draft: u32,
     interval: Option<Duration>,
     max_keys: usize,
 ) -> Run {
-    let mut s = TestServer::start(
-        json!({ "model": { "cacheReuse": reuse }, "completion": { "typedAhead": typed_ahead } }),
-    );
+    let mut s = TestServer::start(json!({
+        "model": { "cacheReuse": reuse },
+        "completion": { "typedAhead": typed_ahead, "draftTokens": draft }
+    }));
     s.wait_ready();
     let mut r = Run::default();
     for (ci, case) in cases.iter().enumerate() {
@@ -340,13 +342,14 @@ fn main() {
             c.name, c.language, c.cursor, c.span
         );
     }
-    let editor = run(&cases, true, true, Some(interval), usize::MAX);
-    let on = run(&cases, true, false, None, usize::MAX);
+    let editor = run(&cases, true, true, 8, Some(interval), usize::MAX);
+    let on = run(&cases, true, false, 8, None, usize::MAX);
+    let no_spec = run(&cases, true, false, 0, None, usize::MAX);
     let off_keys: usize = std::env::var("REPLAY_OFF_KEYS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
-    let off = run(&cases, false, false, None, off_keys);
+    let off = run(&cases, false, false, 8, None, off_keys);
     let row = |name: &str, r: &Run| {
         println!(
             "| {:<10} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>6.1}% | {:>3}/{:<3} | {:>4} |",
@@ -368,9 +371,10 @@ fn main() {
     println!("|------------|---------:|---------:|---------:|---------:|---------:|---------:|--------:|----------:|-----:|");
     row("editor", &editor);
     row("on", &on);
+    row("on,nospec", &no_spec);
     row("off", &off);
     println!("(ms. editor = reuse on + typed-ahead cache, typing every {interval:?} and cancelling stale requests, as a user sees it;");
-    println!(" on/off = model.cacheReuse with the typed-ahead cache off, waiting for every answer, so every keystroke is a model request;");
+    println!(" on/off = model.cacheReuse with the typed-ahead cache off (nospec: completion.draftTokens 0), waiting for every answer, so every keystroke is a model request;");
     println!(" off runs the first {off_keys} keystrokes per file. warm = keystrokes after the first request; 1st text = first streamed $/progress text;");
     println!(" model = answers that came from the model (streamed), not the cache; reused = prompt tokens reused from the KV cache on warm requests)");
     println!();
@@ -381,6 +385,11 @@ fn main() {
     println!(
         "warm p50 reuse off / on: {:.1}x",
         pct(&off.warm_full_ms, 0.5) / pct(&on.warm_full_ms, 0.5)
+    );
+    println!(
+        "speculative decoding (draftTokens 8 vs 0): warm p50 {:.2}x, p95 {:.2}x",
+        pct(&no_spec.warm_full_ms, 0.5) / pct(&on.warm_full_ms, 0.5),
+        pct(&no_spec.warm_full_ms, 0.95) / pct(&on.warm_full_ms, 0.95)
     );
     let c = cancel_latency(&cases[0], 5);
     println!("cancel during a cold prefill -> engine free again: p50 {:.0} ms, max {:.0} ms (prefill chunk = model.batchSize tokens)", pct(&c, 0.5), pct(&c, 1.0));
