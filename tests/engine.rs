@@ -166,3 +166,53 @@ fn a_newer_request_for_the_same_document_cancels_the_older() {
     assert!(cancel_ms < 2000, "cancellation took {cancel_ms} ms");
     assert_eq!(e.stats.report().cancelled, 1);
 }
+
+#[test]
+fn typing_what_the_running_generation_produced_joins_it() {
+    let e = engine(|_| {});
+    let prefix = "# A list of the first twenty square numbers\nsquares = [";
+    let p = GenParams {
+        max_tokens: 48,
+        draft_tokens: 0,
+        max_time_ms: 0,
+        stop: StopRules::default(),
+    };
+    let mut first = e.complete("doc", input(prefix), p.clone());
+    // Wait for a few characters of output.
+    let mut so_far = String::new();
+    while so_far.chars().count() < 3 {
+        match first.events.blocking_recv().unwrap() {
+            Event::Delta(d) => so_far.push_str(&d),
+            Event::Done(o) => panic!("finished too early: {:?}", o.text),
+            other => panic!("{other:?}"),
+        }
+    }
+    let typed: String = so_far.chars().take(2).collect();
+    // The user types the first two generated characters; the editor cancels
+    // the old request (drops its stream) and asks again.
+    let mut second = e.complete("doc", input(&format!("{prefix}{typed}")), p);
+    assert!(
+        second.joined(),
+        "the new request restarted instead of joining"
+    );
+    drop(first);
+    let mut deltas = String::new();
+    let text = loop {
+        match second.events.blocking_recv().unwrap() {
+            Event::Delta(d) => deltas.push_str(&d),
+            Event::Done(o) => break o.text,
+            other => panic!("joined request ended with {other:?}"),
+        }
+    };
+    assert_eq!(deltas, text);
+    assert!(
+        text.starts_with(&so_far[typed.len()..]),
+        "{text:?} does not continue {so_far:?}"
+    );
+    assert_eq!(e.stats.report().joined_inflight, 1);
+    assert_eq!(
+        e.stats.report().cancelled,
+        0,
+        "joining must not cancel the running job"
+    );
+}

@@ -601,14 +601,11 @@ struct Emitter<'a> {
     partial: Vec<u8>,
     sent: usize,
     rules: &'a stop::StopRules,
-    events: &'a tokio::sync::mpsc::UnboundedSender<Event>,
+    events: &'a super::listeners::Listeners,
 }
 
 impl<'a> Emitter<'a> {
-    fn new(
-        rules: &'a stop::StopRules,
-        events: &'a tokio::sync::mpsc::UnboundedSender<Event>,
-    ) -> Self {
+    fn new(rules: &'a stop::StopRules, events: &'a super::listeners::Listeners) -> Self {
         Emitter {
             text: String::new(),
             partial: Vec::new(),

@@ -12,6 +12,7 @@
 //! tokens.
 
 mod actor;
+mod listeners;
 pub mod prompt;
 pub mod reuse;
 pub mod speculate;
@@ -145,22 +146,48 @@ pub(crate) struct Job {
     input: PromptInput,
     params: GenParams,
     cancel: CancelToken,
-    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    events: Arc<listeners::Listeners>,
     submitted: std::time::Instant,
 }
 
-/// The receiving end of one completion. Dropping it cancels the request,
-/// which is how a `$/cancelRequest` (tower-lsp drops the handler future)
+/// The receiving end of one completion. Dropping it releases the request's
+/// hold on its job; the job is cancelled when no request holds it any more.
+/// That is how a `$/cancelRequest` (tower-lsp drops the handler future)
 /// reaches the actor.
 pub struct CompletionStream {
     pub events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    cancel: CancelToken,
+    hold: Hold,
 }
 
-impl Drop for CompletionStream {
-    fn drop(&mut self) {
-        self.cancel.cancel();
+impl CompletionStream {
+    /// Whether this request joined a generation that was already running.
+    pub fn joined(&self) -> bool {
+        self.hold.joined
     }
+}
+
+struct Hold {
+    cancel: CancelToken,
+    holders: Arc<AtomicUsize>,
+    joined: bool,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.holders.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// The newest job of one document.
+struct InFlight {
+    cancel: CancelToken,
+    holders: Arc<AtomicUsize>,
+    listeners: Arc<listeners::Listeners>,
+    /// The job's prompt text, to recognise a request that only typed on.
+    prefix: String,
+    suffix: String,
 }
 
 /// The server's side of the engine. Cheap to share behind an `Arc`; dropping
@@ -170,8 +197,9 @@ pub struct InferenceHandle {
     /// Messages sent but not yet taken by the actor: lets a warm-up notice
     /// that real work is waiting without touching the channel.
     pending: Arc<AtomicUsize>,
-    /// The latest request per document, so a newer one can cancel it.
-    latest: Mutex<HashMap<String, CancelToken>>,
+    /// The newest job per document, so a newer request can cancel it — or
+    /// join it, when the user typed what it has already generated.
+    latest: Mutex<HashMap<String, InFlight>>,
     pub info: EngineInfo,
     pub stats: Arc<Stats>,
     thread: Option<JoinHandle<()>>,
@@ -214,10 +242,31 @@ impl InferenceHandle {
         }
     }
 
-    /// Start a completion for document `key`, cancelling its previous one.
+    /// Start a completion for document `key`. If the document's running job
+    /// has already generated what the user typed since it started, join it
+    /// (no restart); otherwise cancel it and start a new one.
     pub fn complete(&self, key: &str, input: PromptInput, params: GenParams) -> CompletionStream {
-        let (cancel, events) = self.submit(key, input, params, false);
-        CompletionStream { events, cancel }
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        {
+            let latest = self.latest.lock().unwrap();
+            if let Some(job) = latest.get(key).filter(|j| !j.cancel.is_cancelled()) {
+                let typed = input.prefix.strip_prefix(job.prefix.as_str());
+                if let Some(typed) = typed.filter(|_| input.suffix == job.suffix) {
+                    if job.listeners.attach(tx.clone(), typed) {
+                        job.holders.fetch_add(1, Ordering::SeqCst);
+                        self.stats.joined_inflight.fetch_add(1, Ordering::Relaxed);
+                        let hold = Hold {
+                            cancel: job.cancel.clone(),
+                            holders: job.holders.clone(),
+                            joined: true,
+                        };
+                        return CompletionStream { events, hold };
+                    }
+                }
+            }
+        }
+        let hold = self.submit(key, input, params, false, tx);
+        CompletionStream { events, hold }
     }
 
     /// Prefill `input` for `key` in the background so the next real request
@@ -229,9 +278,12 @@ impl InferenceHandle {
             max_time_ms: 0,
             stop: StopRules::default(),
         };
-        // Nobody waits for a warm-up: its events are dropped, and only a
+        // Nobody waits for a warm-up: its events go nowhere, and only a
         // newer request for the document (or any message) cancels it.
-        let _ = self.submit(key, input, params, true);
+        let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+        let hold = self.submit(key, input, params, true, tx);
+        // Dropping our hold must not cancel the warm-up.
+        hold.holders.fetch_add(1, Ordering::SeqCst);
     }
 
     fn submit(
@@ -240,25 +292,36 @@ impl InferenceHandle {
         input: PromptInput,
         params: GenParams,
         warm: bool,
-    ) -> (CancelToken, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        tx: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) -> Hold {
         let cancel = CancelToken::default();
+        let holders = Arc::new(AtomicUsize::new(1));
+        let listeners = Arc::new(listeners::Listeners::new(tx));
         {
             let mut latest = self.latest.lock().unwrap();
-            if warm && latest.get(key).is_some_and(|c| !c.is_cancelled()) {
+            if warm && latest.get(key).is_some_and(|j| !j.cancel.is_cancelled()) {
                 // A real request for this document is queued or running and
                 // will fill the cache itself: a warm-up must not cancel it.
                 cancel.cancel();
-            } else if let Some(old) = latest.insert(key.to_string(), cancel.clone()) {
-                old.cancel();
+            } else {
+                let entry = InFlight {
+                    cancel: cancel.clone(),
+                    holders: holders.clone(),
+                    listeners: listeners.clone(),
+                    prefix: input.prefix.clone(),
+                    suffix: input.suffix.clone(),
+                };
+                if let Some(old) = latest.insert(key.to_string(), entry) {
+                    old.cancel.cancel();
+                }
             }
         }
-        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
             key: key.to_string(),
             input,
             params,
             cancel: cancel.clone(),
-            events: events_tx.clone(),
+            events: listeners.clone(),
             submitted: std::time::Instant::now(),
         };
         self.pending.fetch_add(1, Ordering::SeqCst);
@@ -269,23 +332,27 @@ impl InferenceHandle {
         };
         if self.tx.lock().unwrap().send(msg).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
-            let _ = events_tx.send(Event::Failed("the inference thread has stopped".into()));
+            listeners.send(Event::Failed("the inference thread has stopped".into()));
         }
-        (cancel, events)
+        Hold {
+            cancel,
+            holders,
+            joined: false,
+        }
     }
 
     /// Forget a closed document's request bookkeeping.
     pub fn forget(&self, key: &str) {
         if let Some(old) = self.latest.lock().unwrap().remove(key) {
-            old.cancel();
+            old.cancel.cancel();
         }
     }
 }
 
 impl Drop for InferenceHandle {
     fn drop(&mut self) {
-        for (_, c) in self.latest.lock().unwrap().drain() {
-            c.cancel();
+        for (_, j) in self.latest.lock().unwrap().drain() {
+            j.cancel.cancel();
         }
         let _ = self.tx.lock().unwrap().send(Msg::Shutdown);
         if let Some(t) = self.thread.take() {

@@ -18,6 +18,8 @@ pub struct Stats {
     pub generated_tokens: AtomicU64,
     pub generate_ms: AtomicU64,
     pub typed_ahead_hits: AtomicU64,
+    /// Requests that joined a running generation instead of restarting it.
+    pub joined_inflight: AtomicU64,
     pub shown: AtomicU64,
     pub accepted: AtomicU64,
     /// End-to-end engine latency of finished completions, ms. Bounded: the
@@ -42,6 +44,7 @@ pub struct StatsReport {
     pub reuse_ratio: f64,
     pub tokens_per_second: f64,
     pub typed_ahead_hits: u64,
+    pub joined_inflight: u64,
     pub shown: u64,
     pub accepted: u64,
     pub latency_ms_p50: f64,
@@ -85,6 +88,7 @@ impl Stats {
                 generated as f64 * 1000.0 / gen_ms as f64
             },
             typed_ahead_hits: self.typed_ahead_hits.load(Relaxed),
+            joined_inflight: self.joined_inflight.load(Relaxed),
             shown: self.shown.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
             latency_ms_p50: percentile(&l, 0.50),
