@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Peer benchmark: llama.cpp's llama-server on the same machine, model and keystrokes.
+
+Replays the same cases as `benches/replay.rs` (same files, same removed span,
+typed back one character at a time) against llama-server the way llama.vim
+drives it: 256 lines of prefix, `cache_prompt: true`, server started with
+`--cache-reuse 256`, single-line stop. The default model (SmolLM2) has no FIM
+tokens, so `/infill` is not available; we send the same prefix to
+`/completion` (prefix continuation, as slm-ls does for this model).
+Each keystroke waits for its answer (like the "on" row of replay.rs, typed-ahead
+cache off), so the two are measured the same way.
+
+llama-server is not part of slm-ls and is not committed; build it from any
+llama.cpp checkout (the llama-cpp-python sdist on PyPI vendors one):
+  cmake -B build -S llama.cpp -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
+  cmake --build build --target llama-server -j
+Usage: benches/peer_llama_server.py --server build/bin/llama-server [--model PATH] [--files N]
+"""
+import argparse, glob, json, os, socket, subprocess, sys, sysconfig, time, urllib.request
+
+
+def cases(per_lang):
+    lib = sysconfig.get_paths()["stdlib"]
+    out = []
+    for f in ["textwrap.py", "shlex.py", "json/decoder.py", "argparse.py", "csv.py"][:per_lang]:
+        out += make_case(f, open(os.path.join(lib, f), encoding="utf-8").read())
+    home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+    for krate, rel in [("ropey", "src/rope.rs"), ("serde_json", "src/de.rs"), ("tokio", "src/sync/mutex.rs")][:per_lang]:
+        for d in sorted(glob.glob(f"{home}/registry/src/*/{krate}-[0-9]*")):
+            p = os.path.join(d, rel)
+            if os.path.exists(p):
+                out += make_case(f"{krate}/{rel}", open(p, encoding="utf-8").read())
+                break
+    return out
+
+
+def make_case(name, text, min_chars=5000):
+    """Same rule as replay.rs::make_case."""
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\n")
+        code = body.lstrip(" \t")
+        indent = len(body) - len(code)
+        if offset >= min_chars and 24 <= len(code) < 60 and not code.startswith("#") and not code.startswith("//"):
+            keep = indent + 4
+            span = body[keep:]
+            cursor = offset + keep
+            return [(name, text[:cursor] + text[cursor + len(span):], cursor, span)]
+        offset += len(line)
+    return []
+
+
+def post(port, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def request(port, text, cursor):
+    before = text[:cursor]
+    lines = before.split("\n")
+    prefix = "\n".join(lines[-257:])  # 256 lines above + the current line's prefix
+    t = time.perf_counter()
+    r = post(port, {"prompt": prefix, "n_predict": 64, "cache_prompt": True, "stop": ["\n"],
+                    "temperature": 0, "top_k": 1, "samplers": ["top_k"], "t_max_predict_ms": 1500})
+    return (time.perf_counter() - t) * 1000, r
+
+
+def pct(v, p):
+    s = sorted(v)
+    return s[max(1, min(len(s), int(-(-p * len(s) // 1)))) - 1] if s else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--model", default=subprocess.run(["target/release/slm-ls", "models", "path"], capture_output=True, text=True).stdout.strip())
+    ap.add_argument("--files", type=int, default=2)
+    a = ap.parse_args()
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    threads = str(os.cpu_count() or 2)
+    srv = subprocess.Popen([a.server, "-m", a.model, "--port", str(port), "-c", "8192", "-t", threads, "-tb", threads,
+                            "--cache-reuse", "256", "-np", "1", "--no-webui"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1); break
+            except Exception:
+                time.sleep(0.1)
+        cold, warm, cached = [], [], []
+        for name, text, cursor, span in cases(a.files):
+            ms, r = request(port, text, cursor)
+            cold.append(ms)
+            for ch in span:
+                text = text[:cursor] + ch + text[cursor:]
+                cursor += 1
+                ms, r = request(port, text, cursor)
+                warm.append(ms)
+                t = r.get("timings", {})
+                cached.append((t.get("cache_n", 0), t.get("prompt_n", 0)))
+        reused = sum(c for c, _ in cached) / max(1, sum(c + n for c, n in cached))
+        print(f"llama-server peer: {len(cold)} files, {len(warm)} keystrokes")
+        print("| peer         | cold p50 | warm p50 | warm p95 | reused |")
+        print("|--------------|---------:|---------:|---------:|-------:|")
+        print(f"| llama-server | {pct(cold, .5):8.0f} | {pct(warm, .5):8.0f} | {pct(warm, .95):8.0f} | {100 * reused:5.1f}% |")
+    finally:
+        srv.terminate(); srv.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+// slm-ls for VS Code: starts the server with vscode-languageclient, which shows its
+// `textDocument/inlineCompletion` answers as ghost text (a standard feature of
+// vscode-languageclient 10, LSP 3.18). This file is the VS Code glue; the logic lives in
+// settings.ts, serverPath.ts, status.ts and explain.ts (unit- and integration-tested in Node).
+import * as os from 'os';
+import * as vscode from 'vscode';
+import {
+  DidChangeConfigurationNotification,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+  State,
+  WorkDoneProgress,
+} from 'vscode-languageclient/node';
+
+import { ExplainRpc, runExplain } from './explain';
+import { StatsRequest } from './protocol';
+import { fixBundledPermissions, resolveServer, ServerNotFound } from './serverPath';
+import { buildServerSettings, SECTION } from './settings';
+import { initialStatus, isTransient, render, statsMarkdown, StatusModel, withLatency, withStats } from './status';
+
+let client: LanguageClient | undefined;
+let output: vscode.LogOutputChannel;
+let statusItem: vscode.StatusBarItem;
+let status: StatusModel = initialStatus();
+let pollTimer: NodeJS.Timeout | undefined;
+let enabled = true;
+let extensionPath = '';
+
+function cfg(): vscode.WorkspaceConfiguration {
+  return vscode.workspace.getConfiguration(SECTION);
+}
+
+/** What the user set (any scope) for `slm-ls.<key>`, or undefined. */
+function userValue(key: string): unknown {
+  const i = cfg().inspect(key);
+  if (!i) {
+    return undefined;
+  }
+  return i.workspaceFolderValue ?? i.workspaceValue ?? i.globalValue;
+}
+
+function serverSettings(): Record<string, unknown> {
+  const s = buildServerSettings(userValue);
+  if (!enabled) {
+    const completion = (s['completion'] as Record<string, unknown> | undefined) ?? {};
+    completion['enabled'] = false;
+    s['completion'] = completion;
+  }
+  return s;
+}
+
+function setStatus(next: StatusModel): void {
+  status = { ...next, enabled };
+  const r = render(status);
+  statusItem.text = r.text;
+  statusItem.tooltip = r.tooltip;
+  statusItem.backgroundColor =
+    r.severity === 'error'
+      ? new vscode.ThemeColor('statusBarItem.errorBackground')
+      : r.severity === 'warning'
+        ? new vscode.ThemeColor('statusBarItem.warningBackground')
+        : undefined;
+  statusItem.show();
+}
+
+async function refreshStatus(): Promise<unknown> {
+  if (!client || client.state !== State.Running) {
+    return undefined;
+  }
+  try {
+    const stats = await client.sendRequest(StatsRequest);
+    setStatus(withStats(status, stats));
+    return stats;
+  } catch (e) {
+    output.appendLine(`slm-ls/stats failed: ${String(e)}`);
+    return undefined;
+  }
+}
+
+/** Poll `slm-ls/stats` while the model loads (the load progress also shows as a notification). */
+function pollWhileLoading(): void {
+  if (pollTimer) {
+    clearTimeout(pollTimer);
+  }
+  const tick = async (): Promise<void> => {
+    await refreshStatus();
+    if (isTransient(status) && client) {
+      pollTimer = setTimeout(() => void tick(), 500);
+    } else {
+      pollTimer = undefined;
+    }
+  };
+  pollTimer = setTimeout(() => void tick(), 200);
+}
+
+/** A side panel that shows Markdown (rendered by VS Code's built-in Markdown extension). */
+class MarkdownPanel {
+  private panel: vscode.WebviewPanel | undefined;
+  private pending: string | undefined;
+  private rendering = false;
+
+  constructor(private readonly viewType: string) {}
+
+  show(title: string, markdown: string): void {
+    if (!this.panel) {
+      this.panel = vscode.window.createWebviewPanel(this.viewType, title, {
+        viewColumn: vscode.ViewColumn.Beside,
+        preserveFocus: true,
+      }, { enableScripts: false });
+      this.panel.onDidDispose(() => (this.panel = undefined));
+    } else {
+      this.panel.title = title;
+      this.panel.reveal(vscode.ViewColumn.Beside, true);
+    }
+    this.update(markdown);
+  }
+
+  /** Coalesces updates: while one render runs, only the newest text waits. */
+  update(markdown: string): void {
+    this.pending = markdown;
+    if (!this.rendering) {
+      void this.flush();
+    }
+  }
+
+  private async flush(): Promise<void> {
+    this.rendering = true;
+    while (this.pending !== undefined && this.panel) {
+      const md = this.pending;
+      this.pending = undefined;
+      let body: string;
+      try {
+        body = String(await vscode.commands.executeCommand('markdown.api.render', md));
+      } catch {
+        body = `<pre>${md.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</pre>`;
+      }
+      if (this.panel) {
+        const csp = `default-src 'none'; style-src ${this.panel.webview.cspSource} 'unsafe-inline'; img-src ${this.panel.webview.cspSource} https: data:;`;
+        this.panel.webview.html = `<!DOCTYPE html><html><head><meta charset="utf-8">` +
+          `<meta http-equiv="Content-Security-Policy" content="${csp}">` +
+          `<style>body{font-family:var(--vscode-font-family);font-size:var(--vscode-font-size);line-height:1.5;padding:0 1em}` +
+          `code,pre{font-family:var(--vscode-editor-font-family)}pre{background:var(--vscode-textCodeBlock-background);padding:.5em;overflow:auto}</style>` +
+          `</head><body>${body}</body></html>`;
+      }
+    }
+    this.rendering = false;
+  }
+}
+
+const explainPanel = new MarkdownPanel('slm-ls.explain');
+const statsPanel = new MarkdownPanel('slm-ls.stats');
+
+function rpc(c: LanguageClient): ExplainRpc {
+  return {
+    sendRequest: (method, params) => c.sendRequest(method, params),
+    onProgress: (token, handler) => c.onProgress(WorkDoneProgress.type, token, (v) => handler(v as { kind?: string; message?: string })),
+  };
+}
+
+async function explain(uri: string, range: { start: { line: number; character: number }; end: { line: number; character: number } }, title: string): Promise<void> {
+  if (!client || client.state !== State.Running) {
+    void vscode.window.showWarningMessage('slm-ls is not running.');
+    return;
+  }
+  explainPanel.show(title, '_Asking the explain model…_');
+  await runExplain(rpc(client), { uri, range }, (md) => explainPanel.update(md));
+}
+
+async function explainSelection(): Promise<void> {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor || !client) {
+    return;
+  }
+  const sel = editor.selection;
+  const c2p = client.code2ProtocolConverter;
+  const name = vscode.workspace.asRelativePath(editor.document.uri);
+  const lines = sel.isEmpty ? `${sel.active.line + 1}` : `${sel.start.line + 1}-${sel.end.line + 1}`;
+  await explain(c2p.asUri(editor.document.uri), c2p.asRange(sel), `Explain ${name}:${lines}`);
+}
+
+async function showStats(): Promise<void> {
+  const stats = await refreshStatus();
+  if (stats === undefined) {
+    void vscode.window.showWarningMessage('slm-ls is not running.');
+    return;
+  }
+  statsPanel.show('slm-ls stats', statsMarkdown(stats, { enabled, lastLatencyMs: status.lastLatencyMs ?? null }));
+}
+
+function toggle(): void {
+  enabled = !enabled;
+  setStatus(status);
+  sendSettings();
+  void vscode.window.setStatusBarMessage(`slm-ls: completions ${enabled ? 'on' : 'off'}`, 2000);
+}
+
+function sendSettings(): void {
+  if (client && client.state === State.Running) {
+    void client.sendNotification(DidChangeConfigurationNotification.type, { settings: serverSettings() });
+  }
+}
+
+async function showMenu(): Promise<void> {
+  const items: (vscode.QuickPickItem & { run: () => unknown })[] = [
+    { label: enabled ? '$(circle-slash) Turn completions off' : '$(check) Turn completions on', run: toggle },
+    { label: '$(graph) Show stats', run: showStats },
+    { label: '$(output) Open log', run: () => output.show(true) },
+    { label: '$(debug-restart) Restart server', run: restart },
+    { label: '$(gear) Settings', run: () => vscode.commands.executeCommand('workbench.action.openSettings', `@ext:slm-ls.slm-ls`) },
+  ];
+  const pick = await vscode.window.showQuickPick(items, { title: render(status).tooltip });
+  await pick?.run();
+}
+
+async function startClient(): Promise<void> {
+  let command: string;
+  fixBundledPermissions(extensionPath, process.platform, process.arch);
+  try {
+    const r = resolveServer({
+      configured: cfg().get<string>('serverPath', ''),
+      extensionPath,
+      platform: process.platform,
+      arch: process.arch,
+      envPath: process.env['PATH'] ?? '',
+      home: os.homedir(),
+    });
+    command = r.command;
+    output.appendLine(`slm-ls: using ${r.command} (${r.source})`);
+  } catch (e) {
+    const msg = e instanceof ServerNotFound ? e.message : String(e);
+    output.appendLine(msg);
+    setStatus({ ...status, state: 'notFound', error: msg });
+    const choice = await vscode.window.showErrorMessage(msg, 'Open Settings', 'Open Log');
+    if (choice === 'Open Settings') {
+      void vscode.commands.executeCommand('workbench.action.openSettings', `${SECTION}.serverPath`);
+    } else if (choice === 'Open Log') {
+      output.show(true);
+    }
+    return;
+  }
+
+  const serverOptions: ServerOptions = {
+    command,
+    args: cfg().get<string[]>('serverArgs', []),
+    options: { env: { ...process.env } },
+  };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    initializationOptions: serverSettings(),
+    outputChannel: output,
+    middleware: {
+      provideInlineCompletionItems: async (document, position, context, token, next) => {
+        if (!enabled || !cfg().get<boolean>('inlineCompletion.enabled', true)) {
+          return null;
+        }
+        const t0 = Date.now();
+        const result = await next(document, position, context, token);
+        if (!token.isCancellationRequested && result) {
+          setStatus(withLatency(status, Date.now() - t0));
+        }
+        return result;
+      },
+      // The server's own code actions / commands for explain land in the streaming panel too.
+      executeCommand: async (cmd, args, next) => {
+        const a = args[0] as { uri?: string; range?: { start: { line: number; character: number }; end: { line: number; character: number } } } | undefined;
+        if (cmd === 'slm-ls.explain' && a?.uri && a.range) {
+          await explain(a.uri, a.range, 'Explain');
+          return undefined;
+        }
+        return next(cmd, args);
+      },
+    },
+  };
+  client = new LanguageClient('slm-ls', 'slm-ls', serverOptions, clientOptions);
+  client.onDidChangeState((e) => {
+    if (e.newState === State.Stopped) {
+      setStatus({ ...status, state: 'stopped' });
+    } else if (e.newState === State.Starting) {
+      setStatus({ ...status, state: 'starting' });
+    }
+  });
+  setStatus({ ...status, state: 'starting' });
+  try {
+    await client.start();
+  } catch (e) {
+    setStatus({ ...status, state: 'error', error: `the server did not start: ${String(e)}` });
+    return;
+  }
+  pollWhileLoading();
+}
+
+async function restart(): Promise<void> {
+  if (client) {
+    const c = client;
+    client = undefined;
+    try {
+      await c.stop();
+    } catch (e) {
+      output.appendLine(`stopping slm-ls: ${String(e)}`);
+    }
+  }
+  status = initialStatus();
+  await startClient();
+}
+
+class ExplainCodeActions implements vscode.CodeActionProvider {
+  static readonly kinds = [vscode.CodeActionKind.QuickFix];
+  provideCodeActions(_doc: vscode.TextDocument, range: vscode.Range | vscode.Selection): vscode.CodeAction[] {
+    if (range.isEmpty) {
+      return [];
+    }
+    // The server may offer its own "Explain" action (routed to the same panel by the middleware).
+    if (client?.initializeResult?.capabilities.codeActionProvider) {
+      return [];
+    }
+    const a = new vscode.CodeAction(`Explain with ${status.model ?? 'slm-ls'}`, vscode.CodeActionKind.QuickFix);
+    a.command = { command: 'slm-ls.explainSelection', title: 'Explain selection' };
+    return [a];
+  }
+}
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  extensionPath = context.extensionPath;
+  output = vscode.window.createOutputChannel('slm-ls', { log: true });
+  statusItem = vscode.window.createStatusBarItem('slm-ls.status', vscode.StatusBarAlignment.Right, 100);
+  statusItem.name = 'slm-ls';
+  statusItem.command = 'slm-ls.showMenu';
+  setStatus(status);
+  context.subscriptions.push(
+    output,
+    statusItem,
+    vscode.commands.registerCommand('slm-ls.explainSelection', explainSelection),
+    vscode.commands.registerCommand('slm-ls.toggle', toggle),
+    vscode.commands.registerCommand('slm-ls.showStats', showStats),
+    vscode.commands.registerCommand('slm-ls.showMenu', showMenu),
+    vscode.commands.registerCommand('slm-ls.openLog', () => output.show(true)),
+    vscode.commands.registerCommand('slm-ls.restart', restart),
+    vscode.languages.registerCodeActionsProvider({ scheme: 'file' }, new ExplainCodeActions(), {
+      providedCodeActionKinds: ExplainCodeActions.kinds,
+    }),
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (!e.affectsConfiguration(SECTION)) {
+        return;
+      }
+      if (e.affectsConfiguration(`${SECTION}.serverPath`) || e.affectsConfiguration(`${SECTION}.serverArgs`)) {
+        void restart();
+        return;
+      }
+      sendSettings();
+      pollWhileLoading(); // a new model.path reloads the model
+    }),
+  );
+  await startClient();
+}
+
+export async function deactivate(): Promise<void> {
+  if (pollTimer) {
+    clearTimeout(pollTimer);
+  }
+  if (client) {
+    await client.stop();
+  }
+}
