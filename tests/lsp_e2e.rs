@@ -12,14 +12,22 @@ const URI: &str = "file:///work/src/fib.py";
 #[test]
 fn handshake_advertises_the_capabilities() {
     let mut s = TestServer::spawn(&[], &[]);
-    let r = s.initialize(json!({}), json!({ "general": { "positionEncodings": ["utf-8", "utf-16"] } }));
+    let r = s.initialize(
+        json!({}),
+        json!({ "general": { "positionEncodings": ["utf-8", "utf-16"] } }),
+    );
     let caps = &r["capabilities"];
-    assert_eq!(caps["positionEncoding"], "utf-8", "UTF-8 is chosen when offered");
+    assert_eq!(
+        caps["positionEncoding"], "utf-8",
+        "UTF-8 is chosen when offered"
+    );
     assert_eq!(caps["textDocumentSync"]["change"], 2, "incremental sync");
     assert_eq!(caps["textDocumentSync"]["openClose"], true);
     assert_eq!(caps["inlineCompletionProvider"], true);
     assert!(caps["completionProvider"].is_object());
-    let cmds = caps["executeCommandProvider"]["commands"].as_array().unwrap();
+    let cmds = caps["executeCommandProvider"]["commands"]
+        .as_array()
+        .unwrap();
     assert!(cmds.contains(&json!("slm-ls.explain")));
     assert_eq!(r["serverInfo"]["name"], "slm-ls");
     let status = s.shutdown();
@@ -38,7 +46,8 @@ fn open_edit_and_complete_with_the_real_model() {
     common::model_path();
     let mut s = TestServer::start(json!({ "completion": { "maxTokens": 16 } }));
     s.wait_ready();
-    let (text, line, col) = fixture("def fibonacci(n):\n    if n < 2:\n        return n\n    return fib$0\n");
+    let (text, line, col) =
+        fixture("def fibonacci(n):\n    if n < 2:\n        return n\n    return fib$0\n");
     // Open without the last three characters, then type them as edits.
     let open_text = text.replacen("return fib\n", "return \n", 1);
     s.open(URI, "python", &open_text);
@@ -47,13 +56,24 @@ fn open_edit_and_complete_with_the_real_model() {
         s.change(URI, 2 + i as i32, json!([{ "range": { "start": { "line": line, "character": c }, "end": { "line": line, "character": c } }, "text": ch }]));
     }
     let r = s.inline_completion(URI, line, col);
-    let items = r["result"]["items"].as_array().unwrap_or_else(|| panic!("no items: {r}"));
+    let items = r["result"]["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {r}"));
     assert_eq!(items.len(), 1);
     let item = &items[0];
     let insert = item["insertText"].as_str().unwrap();
-    assert!(!insert.trim().is_empty(), "the model suggested nothing: {r}");
-    assert_eq!(item["range"]["start"], json!({ "line": line, "character": col }));
-    assert_eq!(item["range"]["end"], json!({ "line": line, "character": col }));
+    assert!(
+        !insert.trim().is_empty(),
+        "the model suggested nothing: {r}"
+    );
+    assert_eq!(
+        item["range"]["start"],
+        json!({ "line": line, "character": col })
+    );
+    assert_eq!(
+        item["range"]["end"],
+        json!({ "line": line, "character": col })
+    );
     assert_eq!(item["command"]["command"], "slm-ls.accepted");
     assert!(s.shutdown().success());
 }
@@ -71,10 +91,22 @@ fn completion_items_edit_up_to_the_cursor() {
     );
     assert_eq!(r["isIncomplete"], true);
     let item = &r["items"][0];
-    assert_eq!(item["filterText"], "list", "filterText is the word being typed");
-    assert_eq!(item["textEdit"]["range"]["end"], json!({ "line": line, "character": col }));
-    assert_eq!(item["textEdit"]["range"]["start"], json!({ "line": line, "character": col - 4 }));
-    assert!(item["textEdit"]["newText"].as_str().unwrap().starts_with("list"));
+    assert_eq!(
+        item["filterText"], "list",
+        "filterText is the word being typed"
+    );
+    assert_eq!(
+        item["textEdit"]["range"]["end"],
+        json!({ "line": line, "character": col })
+    );
+    assert_eq!(
+        item["textEdit"]["range"]["start"],
+        json!({ "line": line, "character": col - 4 })
+    );
+    assert!(item["textEdit"]["newText"]
+        .as_str()
+        .unwrap()
+        .starts_with("list"));
 }
 
 /// Rapid didChange + completion pairs: every completion must see the edit
@@ -103,9 +135,15 @@ fn each_completion_sees_its_own_edit() {
     }
     for (id, word) in ids {
         let r = s.response(id, Duration::from_secs(120));
-        let items = r["result"]["items"].as_array().unwrap_or_else(|| panic!("request {id}: {r}"));
+        let items = r["result"]["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("request {id}: {r}"));
         if let Some(item) = items.first() {
-            assert_eq!(item["filterText"], json!(word), "completion {id} saw stale text: {r}");
+            assert_eq!(
+                item["filterText"],
+                json!(word),
+                "completion {id} saw stale text: {r}"
+            );
         }
     }
     // Same document, rapid typing: superseded requests are cancelled, every
@@ -122,7 +160,10 @@ fn each_completion_sees_its_own_edit() {
     for (id, word) in ids {
         let r = s.response(id, Duration::from_secs(120));
         if let Some(err) = r.get("error") {
-            assert_eq!(err["code"], -32800, "only cancellation is an acceptable error: {r}");
+            assert_eq!(
+                err["code"], -32800,
+                "only cancellation is an acceptable error: {r}"
+            );
         } else {
             answered += 1;
             if let Some(item) = r["result"]["items"].as_array().and_then(|a| a.first()) {
@@ -140,26 +181,47 @@ fn each_completion_sees_its_own_edit() {
 #[test]
 fn streams_partial_text_through_work_done_progress() {
     common::model_path();
-    let mut s = TestServer::start(json!({ "completion": { "maxTokens": 24 }, "model": { "cacheSlots": 2 } }));
+    let mut s = TestServer::start(
+        json!({ "completion": { "maxTokens": 24 }, "model": { "cacheSlots": 2 } }),
+    );
     s.wait_ready();
-    let (text, line, col) = fixture("# Print the numbers one to ten\nfor i in range(1, 11):\n    $0");
+    let (text, line, col) =
+        fixture("# Print the numbers one to ten\nfor i in range(1, 11):\n    $0");
     s.open(URI, "python", &text);
     let r = s.request_full(
         "textDocument/inlineCompletion",
         json!({ "textDocument": { "uri": URI }, "position": { "line": line, "character": col }, "context": { "triggerKind": 1 }, "workDoneToken": "tok-1" }),
     );
-    let final_text = r["result"]["items"][0]["insertText"].as_str().unwrap_or("").to_string();
+    let final_text = r["result"]["items"][0]["insertText"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let reports: Vec<String> = s
         .notifications_named("$/progress")
         .into_iter()
         .filter(|n| n["params"]["token"] == "tok-1" && n["params"]["value"]["kind"] == "report")
-        .map(|n| n["params"]["value"]["message"].as_str().unwrap().to_string())
+        .map(|n| {
+            n["params"]["value"]["message"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert!(!reports.is_empty(), "no partial text was streamed before the response");
+    assert!(
+        !reports.is_empty(),
+        "no partial text was streamed before the response"
+    );
     for part in &reports {
-        assert!(final_text.starts_with(part.trim_end()), "partial {part:?} is not a prefix of {final_text:?}");
+        assert!(
+            final_text.starts_with(part.trim_end()),
+            "partial {part:?} is not a prefix of {final_text:?}"
+        );
     }
-    let ends = s.notifications_named("$/progress").into_iter().filter(|n| n["params"]["value"]["kind"] == "end").count();
+    let ends = s
+        .notifications_named("$/progress")
+        .into_iter()
+        .filter(|n| n["params"]["value"]["kind"] == "end")
+        .count();
     assert!(ends >= 1, "progress must end");
 }
 
@@ -168,7 +230,9 @@ fn cancel_request_is_answered_with_request_cancelled() {
     common::model_path();
     let mut s = TestServer::start(json!({ "completion": { "maxTokens": 64, "maxTimeMs": 10000 } }));
     s.wait_ready();
-    let big: String = (0..300).map(|i| format!("def function_number_{i}(argument):\n    return argument * {i}\n")).collect();
+    let big: String = (0..300)
+        .map(|i| format!("def function_number_{i}(argument):\n    return argument * {i}\n"))
+        .collect();
     s.open(URI, "python", &big);
     // Let the open-time warm-up finish so cancellation hits the request.
     std::thread::sleep(Duration::from_millis(200));
@@ -186,7 +250,10 @@ fn cancel_request_is_answered_with_request_cancelled() {
 }
 
 fn error_message(r: &Value) -> String {
-    r["error"]["message"].as_str().unwrap_or_default().to_string()
+    r["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -199,7 +266,10 @@ fn missing_model_is_a_clear_error_and_documents_still_sync() {
     let mut shown = None;
     for _ in 0..100 {
         let stats = s.request("slm-ls/stats", json!(null));
-        if stats["model"]["error"].as_str().is_some_and(|e| e.contains("cannot be read")) {
+        if stats["model"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot be read"))
+        {
             shown = Some(stats);
             break;
         }
@@ -208,9 +278,18 @@ fn missing_model_is_a_clear_error_and_documents_still_sync() {
     assert!(shown.is_some(), "model error never reported");
     let r = s.inline_completion(URI, 0, 5);
     let msg = error_message(&r);
-    assert!(msg.contains("/nonexistent/model.gguf") && msg.contains("models fetch"), "{r}");
+    assert!(
+        msg.contains("/nonexistent/model.gguf") && msg.contains("models fetch"),
+        "{r}"
+    );
     let show: Vec<_> = s.notifications_named("window/showMessage");
-    assert!(show.iter().any(|n| n["params"]["message"].as_str().unwrap().contains("did not load")), "user was not told");
+    assert!(
+        show.iter().any(|n| n["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not load")),
+        "user was not told"
+    );
     assert_eq!(s.request("slm-ls/stats", json!(null))["openDocuments"], 1);
     assert!(s.shutdown().success());
 }

@@ -25,12 +25,24 @@ pub struct Prepared {
 }
 
 pub fn prepare(doc: &Document, cursor: usize, config: &Config, path: &str) -> Prepared {
-    let ctx = context::build(
+    prepare_with(doc, cursor, config, path, &[])
+}
+
+/// [`prepare`] with the other open documents, for cross-file context.
+pub fn prepare_with(
+    doc: &Document,
+    cursor: usize,
+    config: &Config,
+    path: &str,
+    others: &[context::OtherDoc],
+) -> Prepared {
+    let ctx = context::build_with(
         doc,
         cursor,
         &config.context,
         path,
         config.completion.multiline,
+        others,
     );
     let params = GenParams {
         max_tokens: config.completion.max_tokens,
@@ -111,6 +123,14 @@ pub async fn run(
     prep: &Prepared,
     mut on_partial: impl FnMut(&str),
 ) -> Completion {
+    // [context] Where a suggestion cannot help, answer empty at once.
+    if let Some(skip) = prep.ctx.skip {
+        tracing::debug!(%skip, "completion skipped");
+        return Completion::Text {
+            text: String::new(),
+            outcome: None,
+        };
+    }
     let mut stream: CompletionStream =
         engine.complete(doc_key, prep.ctx.input.clone(), prep.params.clone());
     let mut raw = String::new();

@@ -15,6 +15,9 @@ pub struct Config {
     pub model: ModelConfig,
     pub completion: CompletionConfig,
     pub context: ContextConfig,
+    /// [remote] The explain provider (issue 5; `remote/config.rs`).
+    #[serde(default)]
+    pub remote: crate::remote::RemoteConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,6 +83,11 @@ pub struct CompletionConfig {
     /// Speculative decoding: tokens drafted per step from text already seen
     /// (prompt lookup); 0 turns it off. Output is the same either way.
     pub draft_tokens: u32,
+    /// [remote] Where completions come from: "local" (the in-process
+    /// engine), "llama-server", "openai", "ollama" (issue 5).
+    pub backend: crate::remote::CompletionBackend,
+    /// [remote] The inference server a non-local backend talks to.
+    pub server: crate::remote::CompletionServer,
 }
 
 impl Default for CompletionConfig {
@@ -91,6 +99,8 @@ impl Default for CompletionConfig {
             enabled: true,
             typed_ahead: true,
             draft_tokens: 8,
+            backend: Default::default(),
+            server: Default::default(),
         }
     }
 }
@@ -104,6 +114,11 @@ pub struct ContextConfig {
     pub suffix_tokens: u32,
     /// Token budget for snippets from other files.
     pub extra_tokens: u32,
+    /// [context] Complete inside comments too (off: no request there).
+    pub comments: bool,
+    /// [context] Baseline for the quality benchmark: a plain line window,
+    /// no cross-file snippets, no skipping, no post-processing.
+    pub naive: bool,
 }
 
 impl Default for ContextConfig {
@@ -111,7 +126,9 @@ impl Default for ContextConfig {
         ContextConfig {
             prefix_tokens: 1536,
             suffix_tokens: 256,
-            extra_tokens: 0,
+            extra_tokens: 256,
+            comments: false,
+            naive: false,
         }
     }
 }

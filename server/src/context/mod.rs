@@ -1,17 +1,34 @@
 //! Context extraction: from a document snapshot and a cursor to the
-//! model-independent prompt parts and the stop rules.
+//! model-independent prompt parts, the stop rules, and whether to ask the
+//! model at all.
 //!
 //! **Invariant: context extraction does no IO and cannot fail.** It reads a
 //! window of the rope around the cursor (never the whole file) so its cost
-//! does not grow with file size.
+//! does not grow with file size; with a syntax tree it also walks the
+//! cursor's ancestors and the file's top-level nodes above the window.
 //!
 //! Cache-friendly windowing: the prefix window starts on a line that is a
-//! multiple of [`WINDOW_STEP`], so the head of the prompt (and the KV cells
-//! computed for it) stays the same while the cursor moves or the user types.
+//! multiple of [`WINDOW_STEP`] (moved down to the next syntax boundary when
+//! the document has a tree), so the head of the prompt — cross-file
+//! snippets, kept imports and scope headers, then the window's first lines
+//! — stays byte-identical while the cursor moves or the user types.
+//!
+//! Parts:
+//! - [`window`]: the scope-aware prefix window and the header kept above it.
+//! - [`crossfile`]: snippets from other open documents.
+//! - [`when`]: skip decisions and single- vs multi-line.
+
+pub mod crossfile;
+pub mod when;
+pub mod window;
 
 use crate::config::ContextConfig;
 use crate::document::Document;
 use crate::engine::{PromptInput, StopRules};
+use crate::syntax::Lang;
+
+pub use crossfile::OtherDoc;
+pub use when::Skip;
 
 /// The prefix window's first line moves in steps of this many lines.
 pub const WINDOW_STEP: usize = 32;
@@ -22,6 +39,22 @@ pub const WINDOW_STEP: usize = 32;
 /// which costs cache reuse).
 pub const CHARS_PER_TOKEN: usize = 3;
 
+/// Longest piece of the cursor's line kept on either side of the cursor
+/// (`line_prefix`, `line_suffix`, `line_above`): a 2 MB line must not be
+/// copied per keystroke.
+pub const MAX_LINE_CHARS: usize = 2048;
+
+/// A window that starts inside a very long line starts on a multiple of
+/// this many chars (coarse, like [`WINDOW_STEP`] for lines).
+pub const CHAR_STEP: usize = 256;
+
+/// How the document indents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indent {
+    Tabs,
+    Spaces(usize),
+}
+
 /// Everything the pipeline needs for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Context {
@@ -31,36 +64,77 @@ pub struct Context {
     pub line_prefix: String,
     /// The text between the cursor and the end of its line.
     pub line_suffix: String,
+    /// Set when the model cannot help here: answer with an empty
+    /// suggestion at once, without calling the model.
+    pub skip: Option<Skip>,
+    /// The document's grammar, when it has one.
+    pub lang: Option<Lang>,
+    /// The document's indentation style (around the cursor).
+    pub indent: Indent,
+    /// The line above the cursor's line (without its terminator).
+    pub line_above: String,
+    /// `context.naive`: plain prefix window, no post-processing (the
+    /// quality benchmark's baseline).
+    pub naive: bool,
+    /// The innermost bracketed block around the cursor (`{…}`, `do … end`)
+    /// is already closed after the cursor, so a completion must not close
+    /// it again (post-processing cuts before such a closer).
+    pub block_closed: bool,
 }
 
-pub fn build(doc: &Document, cursor: usize, cfg: &ContextConfig, path: &str, multiline: bool) -> Context {
+pub fn build(
+    doc: &Document,
+    cursor: usize,
+    cfg: &ContextConfig,
+    path: &str,
+    multiline: bool,
+) -> Context {
+    build_with(doc, cursor, cfg, path, multiline, &[])
+}
+
+/// [`build`] with the other open documents, for cross-file snippets.
+pub fn build_with(
+    doc: &Document,
+    cursor: usize,
+    cfg: &ContextConfig,
+    path: &str,
+    multiline: bool,
+    others: &[OtherDoc],
+) -> Context {
     let rope = &doc.rope;
     let cursor = cursor.min(rope.len_chars());
     let line = rope.char_to_line(cursor);
     let line_start = rope.line_to_char(line);
-    let line_prefix: String = rope.slice(line_start..cursor).to_string();
+    let line_prefix: String = rope
+        .slice(line_start.max(cursor.saturating_sub(MAX_LINE_CHARS))..cursor)
+        .to_string();
     let line_end = line_end_char(doc, line);
-    let line_suffix: String = rope.slice(cursor..line_end.max(cursor)).to_string();
+    let line_suffix: String = rope
+        .slice(cursor..line_end.max(cursor).min(cursor + MAX_LINE_CHARS))
+        .to_string();
+    let line_above = if line > 0 {
+        let s = rope.line_to_char(line - 1);
+        let l = line_end_char(doc, line - 1);
+        rope.slice(s..l.min(s + MAX_LINE_CHARS)).to_string()
+    } else {
+        String::new()
+    };
 
-    // Prefix: walk back whole lines until the budget is spent, then move the
-    // start forward to the next multiple of WINDOW_STEP.
+    let naive = cfg.naive;
+    let tree = if naive { None } else { doc.tree() };
+    let lang = doc.lang();
+
+    // Prefix: a token-budgeted window (plus, with a tree, the imports and
+    // enclosing headers it cut off).
     let budget = cfg.prefix_tokens as usize * CHARS_PER_TOKEN;
-    let mut start_line = line;
-    let mut chars = cursor - line_start;
-    while start_line > 0 {
-        let len = rope.line(start_line - 1).len_chars();
-        if chars + len > budget {
-            break;
-        }
-        chars += len;
-        start_line -= 1;
+    let win = window::prefix(doc, tree.as_ref(), cursor, budget);
+    let mut start_char = win.start_char;
+    if cursor - start_char > budget {
+        // Inside one very long line: start within it, in coarse steps.
+        let want = cursor - budget;
+        start_char = (want.div_ceil(CHAR_STEP) * CHAR_STEP).min(cursor);
     }
-    if start_line > 0 {
-        start_line = start_line.div_ceil(WINDOW_STEP) * WINDOW_STEP;
-        start_line = start_line.min(line);
-    }
-    let prefix_start = rope.line_to_char(start_line);
-    let prefix = rope.slice(prefix_start..cursor).to_string();
+    let prefix = format!("{}{}", win.header, rope.slice(start_char..cursor));
 
     // Suffix: the rest of the line and following lines, within budget.
     let sbudget = cfg.suffix_tokens as usize * CHARS_PER_TOKEN;
@@ -74,39 +148,153 @@ pub fn build(doc: &Document, cursor: usize, cfg: &ContextConfig, path: &str, mul
         suffix_end = next;
         l += 1;
     }
-    let suffix = rope.slice(cursor..suffix_end.max(cursor)).to_string();
+    // The line terminator of the cursor's line belongs to the suffix.
+    if suffix_end == line_end && line + 1 < rope.len_lines() {
+        suffix_end = rope.line_to_char(line + 1);
+    }
+    let suffix_end = suffix_end.max(cursor).min(cursor + sbudget.max(1));
+    let suffix = rope.slice(cursor..suffix_end).to_string();
 
-    let stop = stop_rules(&line_prefix, &line_suffix, &suffix, multiline);
+    let stop = when::stop_rules(&line_prefix, &line_suffix, &suffix, multiline);
+    let skip = if naive {
+        None
+    } else {
+        when::skip(doc, tree.as_ref(), cursor, &line_prefix, &line_suffix, cfg)
+    };
+    let block_closed = tree
+        .as_ref()
+        .is_some_and(|t| enclosing_block_closed(t, rope.char_to_byte(cursor)));
+    let indent = detect_indent(rope.slice(start_char..cursor).chars())
+        .or_else(|| match line_prefix.chars().next() {
+            Some('\t') => Some(Indent::Tabs),
+            Some(' ') => Some(Indent::Spaces(4)),
+            _ => None,
+        })
+        .unwrap_or(match lang {
+            Some(Lang::Go) => Indent::Tabs,
+            _ => Indent::Spaces(4),
+        });
+
+    let extras = if naive || cfg.extra_tokens == 0 || skip.is_some() {
+        Vec::new()
+    } else {
+        let query = crossfile::query_text(doc, line);
+        crossfile::snippets(
+            others,
+            path,
+            &query,
+            &prefix,
+            cfg.extra_tokens as usize * CHARS_PER_TOKEN,
+        )
+    };
+
     Context {
-        input: PromptInput { path: path.to_string(), prefix, suffix, extras: Vec::new() },
+        input: PromptInput {
+            path: path.to_string(),
+            prefix,
+            suffix,
+            extras,
+        },
         stop,
         line_prefix,
         line_suffix,
+        skip,
+        lang,
+        indent,
+        line_above,
+        naive,
+        block_closed,
     }
 }
 
-/// Single line when the cursor sits inside a line with code after it or in
-/// the middle of a statement; multi-line at a block opener or on a blank
-/// line, bounded by the scope's indentation and the next line of the suffix.
-fn stop_rules(line_prefix: &str, line_suffix: &str, suffix: &str, multiline: bool) -> StopRules {
-    let rest_has_code = line_suffix.trim_end_matches(['\r', '\n']).chars().any(|c| !c.is_whitespace() && !")]}\"'`;,".contains(c));
-    let trimmed = line_prefix.trim_end();
-    let opener = trimmed.ends_with([':', '{', '(', '[']) || trimmed.ends_with("=>") || trimmed.ends_with(" do") || trimmed.ends_with(" then");
-    let blank = trimmed.is_empty();
-    let single_line = !multiline || rest_has_code || !(opener || blank);
-    let indent = crate::engine::stop::indent_width(line_prefix);
-    let scope_indent = if blank { indent } else if opener { indent + 1 } else { indent };
-    let suffix_line = suffix
-        .split_inclusive('\n')
-        .skip(1)
-        .map(|l| l.trim_end_matches(['\n', '\r']))
-        .find(|l| !l.trim().is_empty())
-        .map(str::to_string);
-    StopRules { single_line, scope_indent: Some(scope_indent), suffix_line, line_prefix: line_prefix.to_string() }
+/// Is the innermost container around `byte` closed by a real (not
+/// error-recovered) token after `byte`?
+fn enclosing_block_closed(tree: &tree_sitter::Tree, byte: usize) -> bool {
+    let Some(mut node) = tree.root_node().descendant_for_byte_range(byte, byte) else {
+        return false;
+    };
+    loop {
+        if node.start_byte() < byte
+            && node.end_byte() > byte
+            && crate::syntax::kinds::is_delimited_container(node.kind())
+            && node.parent().is_some()
+        {
+            let Some(last) = node.child(node.child_count().saturating_sub(1)) else {
+                return false;
+            };
+            return !last.is_named()
+                && !last.is_missing()
+                && matches!(last.kind(), "}" | "]" | ")" | "end" | "done" | "fi" | "esac")
+                && last.start_byte() >= byte;
+        }
+        match node.parent() {
+            Some(p) => node = p,
+            None => return false,
+        }
+    }
+}
+
+/// Tabs when most indented lines start with a tab; otherwise spaces, with
+/// the most common indentation step (default 4). `None`: no indented line.
+pub fn detect_indent(text: impl Iterator<Item = char>) -> Option<Indent> {
+    let mut tabs = 0usize;
+    let mut spaces = 0usize;
+    let mut steps = [0usize; 9];
+    let mut prev = 0usize;
+    let mut at_line_start = true;
+    let mut width = 0usize;
+    let mut first: Option<char> = None;
+    for c in text {
+        if at_line_start {
+            match c {
+                ' ' | '\t' => {
+                    first.get_or_insert(c);
+                    width += 1;
+                    continue;
+                }
+                '\n' | '\r' => {
+                    width = 0;
+                    first = None;
+                    continue;
+                }
+                _ => {
+                    match first {
+                        Some('\t') => tabs += 1,
+                        Some(_) => {
+                            spaces += 1;
+                            if width > prev && width - prev <= 8 {
+                                steps[width - prev] += 1;
+                            }
+                        }
+                        None => {}
+                    }
+                    if first != Some('\t') {
+                        prev = width;
+                    }
+                    at_line_start = false;
+                }
+            }
+        } else if c == '\n' {
+            at_line_start = true;
+            width = 0;
+            first = None;
+        }
+    }
+    if tabs == 0 && spaces == 0 {
+        return None;
+    }
+    if tabs > spaces {
+        return Some(Indent::Tabs);
+    }
+    let step = (2..=8)
+        .max_by_key(|&s| (steps[s], s == 4))
+        .filter(|&s| steps[s] > 0)
+        .unwrap_or(4);
+    Some(Indent::Spaces(step))
 }
 
 /// Char index of the end of `line`, before its line terminator.
-fn line_end_char(doc: &Document, line: usize) -> usize {
+pub(crate) fn line_end_char(doc: &Document, line: usize) -> usize {
     let start = doc.rope.line_to_char(line);
     let slice = doc.rope.line(line);
     let mut len = slice.len_chars();
@@ -122,54 +310,4 @@ fn line_end_char(doc: &Document, line: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Fixture: `$0` marks the cursor.
-    fn ctx(fixture: &str, multiline: bool) -> Context {
-        let cursor = fixture.find("$0").expect("fixture needs $0");
-        let text = fixture.replace("$0", "");
-        let doc = Document::new(&text, 0, "python");
-        let cursor_char = text[..cursor].chars().count();
-        build(&doc, cursor_char, &ContextConfig::default(), "a.py", multiline)
-    }
-
-    #[test]
-    fn splits_prefix_and_suffix_at_the_cursor() {
-        let c = ctx("def f(x):\n    return x$0 + 1\n", true);
-        assert_eq!(c.input.prefix, "def f(x):\n    return x");
-        assert_eq!(c.input.suffix, " + 1\n");
-        assert!(c.stop.single_line, "code after the cursor means single line");
-    }
-
-    #[test]
-    fn block_opener_allows_multiline_within_scope() {
-        let c = ctx("def f(x):$0\n\nprint(1)\n", true);
-        assert!(!c.stop.single_line);
-        assert_eq!(c.stop.scope_indent, Some(1));
-        assert_eq!(c.stop.suffix_line.as_deref(), Some("print(1)"));
-    }
-
-    #[test]
-    fn mid_statement_is_single_line() {
-        let c = ctx("x = foo$0\n", true);
-        assert!(c.stop.single_line);
-    }
-
-    #[test]
-    fn window_start_moves_in_steps() {
-        let cfg = ContextConfig { prefix_tokens: 100, ..Default::default() };
-        let body: String = (0..200).map(|i| format!("line_{i:03} = {i}\n")).collect();
-        let doc = Document::new(&body, 0, "python");
-        let start_of = |line: usize| {
-            let cursor = doc.rope.line_to_char(line);
-            let c = build(&doc, cursor, &cfg, "a.py", true);
-            c.input.prefix.lines().next().unwrap_or("").to_string()
-        };
-        // Moving the cursor a few lines keeps the same first line.
-        assert_eq!(start_of(150), start_of(151));
-        let first = start_of(150);
-        let n: usize = first[5..8].parse().unwrap();
-        assert_eq!(n % WINDOW_STEP, 0, "{first}");
-    }
-}
+pub(crate) mod tests;

@@ -13,16 +13,24 @@ pub fn to_position(p: Position) -> lsp::Position {
 }
 
 pub fn edit(change: lsp::TextDocumentContentChangeEvent) -> Edit {
-    Edit { range: change.range.map(|r| (position(r.start), position(r.end))), text: change.text }
+    Edit {
+        range: change.range.map(|r| (position(r.start), position(r.end))),
+        text: change.text,
+    }
 }
 
 /// Pick the position encoding: UTF-8 when the client offers it (cheaper
 /// for us and exact for Neovim/Helix), else UTF-16, the LSP default.
 pub fn negotiate_encoding(caps: &lsp::ClientCapabilities) -> Encoding {
-    let offered = caps.general.as_ref().and_then(|g| g.position_encodings.as_ref());
+    let offered = caps
+        .general
+        .as_ref()
+        .and_then(|g| g.position_encodings.as_ref());
     match offered {
         Some(list) if list.contains(&lsp::PositionEncodingKind::UTF8) => Encoding::Utf8,
-        Some(list) if list.contains(&lsp::PositionEncodingKind::UTF16) || list.is_empty() => Encoding::Utf16,
+        Some(list) if list.contains(&lsp::PositionEncodingKind::UTF16) || list.is_empty() => {
+            Encoding::Utf16
+        }
         Some(list) if list.contains(&lsp::PositionEncodingKind::UTF32) => Encoding::Utf32,
         _ => Encoding::Utf16,
     }
@@ -45,7 +53,11 @@ pub fn display_path(uri: &str, root: Option<&str>) -> String {
             return rel.trim_start_matches('/').to_string();
         }
     }
-    path.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(path).to_string()
+    path.rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(path)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -57,7 +69,10 @@ mod tests {
         let mut caps = lsp::ClientCapabilities::default();
         assert_eq!(negotiate_encoding(&caps), Encoding::Utf16);
         caps.general = Some(lsp::GeneralClientCapabilities {
-            position_encodings: Some(vec![lsp::PositionEncodingKind::UTF16, lsp::PositionEncodingKind::UTF8]),
+            position_encodings: Some(vec![
+                lsp::PositionEncodingKind::UTF16,
+                lsp::PositionEncodingKind::UTF8,
+            ]),
             ..Default::default()
         });
         assert_eq!(negotiate_encoding(&caps), Encoding::Utf8);
@@ -65,8 +80,14 @@ mod tests {
 
     #[test]
     fn paths_are_workspace_relative() {
-        assert_eq!(display_path("file:///w/src/a.rs", Some("file:///w")), "src/a.rs");
+        assert_eq!(
+            display_path("file:///w/src/a.rs", Some("file:///w")),
+            "src/a.rs"
+        );
         assert_eq!(display_path("file:///x/b.py", Some("file:///w")), "b.py");
-        assert_eq!(display_path("untitled:Untitled-1", None), "untitled:Untitled-1");
+        assert_eq!(
+            display_path("untitled:Untitled-1", None),
+            "untitled:Untitled-1"
+        );
     }
 }

@@ -24,23 +24,173 @@ async fn guarded<T>(name: &str, fut: impl std::future::Future<Output = Result<T>
     match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
         Ok(r) => r,
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let msg = panic_message(&*panic);
             tracing::error!("internal error in {name}: {msg}");
-            Err(Error { code: tower_lsp_server::jsonrpc::ErrorCode::InternalError, message: format!("slm-ls internal error in {name}: {msg}").into(), data: None })
+            Err(Error {
+                code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
+                message: format!("slm-ls internal error in {name}: {msg}").into(),
+                data: None,
+            })
         }
     }
 }
 
+/// Run a notification handler, turning a panic into a logged error and a
+/// message to the user instead of the end of the process.
+async fn guarded_notification(
+    state: &State,
+    name: &str,
+    fut: impl std::future::Future<Output = ()>,
+) {
+    use futures::FutureExt;
+    if let Err(panic) = std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        let msg = panic_message(&*panic);
+        tracing::error!("internal error in {name}: {msg}");
+        state
+            .client
+            .show_message(
+                lsp::MessageType::ERROR,
+                format!("slm-ls internal error in {name}: {msg} (the server goes on; please report this)"),
+            )
+            .await;
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 impl LanguageServer for Backend {
     async fn initialize(&self, params: lsp::InitializeParams) -> Result<lsp::InitializeResult> {
+        guarded("initialize", async { self.initialize_inner(params) }).await
+    }
+
+    async fn initialized(&self, _: lsp::InitializedParams) {
+        let state = self.state.clone();
+        tokio::spawn(handlers::load_engine(state));
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        guarded("shutdown", async {
+            // Drop the engine: joins the inference thread after its current chunk.
+            let state = self.state.clone();
+            let old = std::mem::replace(
+                &mut *state.engine.write().unwrap(),
+                super::state::EngineState::NotLoaded,
+            );
+            tokio::task::spawn_blocking(move || drop(old)).await.ok();
+            Ok(())
+        })
+        .await
+    }
+
+    // --- State mutation: applied synchronously before any `.await`. ---
+    // Notifications have no response to carry an error, and tower-lsp
+    // does not catch panics: an unguarded panic here would unwind through
+    // the whole server and end the process. `guarded_notification` logs it
+    // and tells the user instead.
+
+    async fn did_open(&self, p: lsp::DidOpenTextDocumentParams) {
+        guarded_notification(&self.state, "didOpen", async {
+            let uri = p.text_document.uri.as_str().to_string();
+            handlers::did_open(&self.state, p);
+            handlers::warm(&self.state, &uri, None);
+        })
+        .await
+    }
+
+    async fn did_change(&self, p: lsp::DidChangeTextDocumentParams) {
+        guarded_notification(&self.state, "didChange", async {
+            let uri = p.text_document.uri.as_str().to_string();
+            let version = p.text_document.version;
+            match handlers::did_change(&self.state, p) {
+                Ok(cursor) => self.warm_after_pause(uri, version, cursor),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    self.state
+                        .client
+                        .show_message(lsp::MessageType::WARNING, e)
+                        .await;
+                }
+            }
+        })
+        .await
+    }
+
+    async fn did_save(&self, _: lsp::DidSaveTextDocumentParams) {}
+
+    async fn did_close(&self, p: lsp::DidCloseTextDocumentParams) {
+        guarded_notification(&self.state, "didClose", async {
+            handlers::did_close(&self.state, p);
+        })
+        .await
+    }
+
+    async fn did_change_configuration(&self, p: lsp::DidChangeConfigurationParams) {
+        guarded_notification(&self.state, "didChangeConfiguration", async {
+            match handlers::apply_settings(&self.state, &p.settings) {
+                Ok(true) => {
+                    tokio::spawn(handlers::load_engine(self.state.clone()));
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.state
+                        .client
+                        .show_message(lsp::MessageType::ERROR, e)
+                        .await
+                }
+            }
+        })
+        .await
+    }
+
+    // --- Latency-sensitive requests. ---
+
+    async fn completion(
+        &self,
+        p: lsp::CompletionParams,
+    ) -> Result<Option<lsp::CompletionResponse>> {
+        guarded("completion", handlers::completion(self.state.clone(), p)).await
+    }
+
+    // [remote] issue 5: "Explain with <model>" (lsp/explain.rs).
+    async fn code_action(
+        &self,
+        p: lsp::CodeActionParams,
+    ) -> Result<Option<lsp::CodeActionResponse>> {
+        let state = self.state.clone();
+        guarded("codeAction", async move {
+            super::explain::code_action(&state, p)
+        })
+        .await
+    }
+
+    async fn execute_command(&self, p: lsp::ExecuteCommandParams) -> Result<Option<Value>> {
+        guarded(
+            "executeCommand",
+            handlers::execute_command(self.state.clone(), p),
+        )
+        .await
+    }
+}
+
+impl Backend {
+    fn initialize_inner(&self, params: lsp::InitializeParams) -> Result<lsp::InitializeResult> {
         let enc = proto::negotiate_encoding(&params.capabilities);
         *self.state.encoding.write().unwrap() = enc;
-        let progress = params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
-        self.state.client_progress.store(progress, std::sync::atomic::Ordering::Relaxed);
+        let progress = params
+            .capabilities
+            .window
+            .as_ref()
+            .and_then(|w| w.work_done_progress)
+            .unwrap_or(false);
+        self.state
+            .client_progress
+            .store(progress, std::sync::atomic::Ordering::Relaxed);
         #[allow(deprecated)]
         let root = params
             .workspace_folders
@@ -57,20 +207,32 @@ impl LanguageServer for Backend {
         }
         Ok(lsp::InitializeResult {
             offset_encoding: None,
-            server_info: Some(lsp::ServerInfo { name: "slm-ls".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
+            server_info: Some(lsp::ServerInfo {
+                name: "slm-ls".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
             capabilities: lsp::ServerCapabilities {
                 position_encoding: Some(proto::encoding_kind(enc)),
-                text_document_sync: Some(lsp::TextDocumentSyncCapability::Options(lsp::TextDocumentSyncOptions {
-                    open_close: Some(true),
-                    change: Some(lsp::TextDocumentSyncKind::INCREMENTAL),
-                    save: Some(lsp::TextDocumentSyncSaveOptions::Supported(true)),
-                    ..Default::default()
-                })),
+                text_document_sync: Some(lsp::TextDocumentSyncCapability::Options(
+                    lsp::TextDocumentSyncOptions {
+                        open_close: Some(true),
+                        change: Some(lsp::TextDocumentSyncKind::INCREMENTAL),
+                        save: Some(lsp::TextDocumentSyncSaveOptions::Supported(true)),
+                        ..Default::default()
+                    },
+                )),
                 completion_provider: Some(lsp::CompletionOptions {
-                    trigger_characters: Some([".", "(", " ", ":", "="].iter().map(|s| s.to_string()).collect()),
+                    trigger_characters: Some(
+                        [".", "(", " ", ":", "="]
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect(),
+                    ),
                     ..Default::default()
                 }),
                 inline_completion_provider: Some(lsp::OneOf::Left(true)),
+                // [remote] issue 5: "Explain with <model>" on a selection.
+                code_action_provider: Some(lsp::CodeActionProviderCapability::Simple(true)),
                 execute_command_provider: Some(lsp::ExecuteCommandOptions {
                     commands: vec![CMD_EXPLAIN.into(), CMD_ACCEPTED.into()],
                     ..Default::default()
@@ -80,73 +242,43 @@ impl LanguageServer for Backend {
         })
     }
 
-    async fn initialized(&self, _: lsp::InitializedParams) {
-        let state = self.state.clone();
-        tokio::spawn(handlers::load_engine(state));
-    }
-
-    async fn shutdown(&self) -> Result<()> {
-        // Drop the engine: joins the inference thread after its current chunk.
-        let state = self.state.clone();
-        let old = std::mem::replace(&mut *state.engine.write().unwrap(), super::state::EngineState::NotLoaded);
-        tokio::task::spawn_blocking(move || drop(old)).await.ok();
-        Ok(())
-    }
-
-    // --- State mutation: applied synchronously before any `.await`. ---
-
-    async fn did_open(&self, p: lsp::DidOpenTextDocumentParams) {
-        let uri = p.text_document.uri.as_str().to_string();
-        handlers::did_open(&self.state, p);
-        handlers::warm(&self.state, &uri, None);
-    }
-
-    async fn did_change(&self, p: lsp::DidChangeTextDocumentParams) {
-        let uri = p.text_document.uri.as_str().to_string();
-        let version = p.text_document.version;
-        match handlers::did_change(&self.state, p) {
-            Ok(cursor) => self.warm_after_pause(uri, version, cursor),
-            Err(e) => {
-                tracing::warn!("{e}");
-                self.state.client.show_message(lsp::MessageType::WARNING, e).await;
-            }
-        }
-    }
-
-    async fn did_save(&self, _: lsp::DidSaveTextDocumentParams) {}
-
-    async fn did_close(&self, p: lsp::DidCloseTextDocumentParams) {
-        handlers::did_close(&self.state, p);
-    }
-
-    async fn did_change_configuration(&self, p: lsp::DidChangeConfigurationParams) {
-        match handlers::apply_settings(&self.state, &p.settings) {
-            Ok(true) => {
-                tokio::spawn(handlers::load_engine(self.state.clone()));
-            }
-            Ok(false) => {}
-            Err(e) => self.state.client.show_message(lsp::MessageType::ERROR, e).await,
-        }
-    }
-
-    // --- Latency-sensitive requests. ---
-
-    async fn completion(&self, p: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
-        guarded("completion", handlers::completion(self.state.clone(), p)).await
-    }
-
-    async fn execute_command(&self, p: lsp::ExecuteCommandParams) -> Result<Option<Value>> {
-        guarded("executeCommand", handlers::execute_command(self.state.clone(), p)).await
-    }
-}
-
-impl Backend {
-    async fn inline_completion(&self, p: lsp::InlineCompletionParams) -> Result<Option<lsp::InlineCompletionResponse>> {
-        guarded("inlineCompletion", handlers::inline_completion(self.state.clone(), p)).await
+    async fn inline_completion(
+        &self,
+        p: lsp::InlineCompletionParams,
+    ) -> Result<Option<lsp::InlineCompletionResponse>> {
+        guarded(
+            "inlineCompletion",
+            handlers::inline_completion(self.state.clone(), p),
+        )
+        .await
     }
 
     async fn stats(&self) -> Result<Value> {
         guarded("stats", handlers::stats(self.state.clone())).await
+    }
+
+    // --- Test hooks (only registered with SLM_LS_TEST_HOOKS=1). ---
+
+    async fn test_panic(&self, p: Option<Value>) -> Result<Value> {
+        guarded(
+            "slm-ls/test/panic",
+            async move { super::test_hooks::panic(p) },
+        )
+        .await
+    }
+
+    async fn test_panic_notification(&self, p: Option<Value>) {
+        guarded_notification(&self.state, "slm-ls/test/panicNotification", async move {
+            let _ = super::test_hooks::panic(p);
+        })
+        .await
+    }
+
+    async fn test_document_text(&self, p: Value) -> Result<Value> {
+        guarded("slm-ls/test/documentText", async {
+            super::test_hooks::document_text(&self.state, &p)
+        })
+        .await
     }
 
     /// When the user pauses typing, prefill what the next request will need.
@@ -154,7 +286,11 @@ impl Backend {
         let state = self.state.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let same = state.docs.snapshot(&uri).map(|s| s.doc.version == version).unwrap_or(false);
+            let same = state
+                .docs
+                .snapshot(&uri)
+                .map(|s| s.doc.version == version)
+                .unwrap_or(false);
             if same {
                 handlers::warm(&state, &uri, cursor);
             }
@@ -162,22 +298,78 @@ impl Backend {
     }
 }
 
+/// Messages handled at once (see `serve_stdio`).
+const MAX_CONCURRENT_MESSAGES: usize = 32;
+
 /// Serve LSP on stdin/stdout until `exit`.
+///
+/// stdin goes through [`framing`](super::framing) first: tower-lsp's own
+/// decoder ends the session on the first malformed message, ours answers
+/// it and carries on (see that module). tower-lsp's output goes through an
+/// in-process pipe so our error replies are written between whole frames.
 pub async fn serve_stdio(cli: CliOverrides) {
-    let (service, socket) = LspService::build(|client: Client| {
+    let hooks = super::test_hooks::enabled();
+    let builder = LspService::build(|client: Client| {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         super::client_log::set_sink(tx);
         let c = client.clone();
         tokio::spawn(async move {
             while let Some((level, msg)) = rx.recv().await {
-                let typ = if level == tracing::Level::ERROR { lsp::MessageType::ERROR } else { lsp::MessageType::WARNING };
+                let typ = if level == tracing::Level::ERROR {
+                    lsp::MessageType::ERROR
+                } else {
+                    lsp::MessageType::WARNING
+                };
                 c.log_message(typ, msg).await;
             }
         });
-        Backend { state: Arc::new(State::new(client, cli)) }
+        Backend {
+            state: Arc::new(State::new(client, cli)),
+        }
     })
     .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
-    .custom_method("slm-ls/stats", Backend::stats)
-    .finish();
-    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).serve(service).await;
+    .custom_method("slm-ls/stats", Backend::stats);
+    let builder = if hooks {
+        tracing::warn!("SLM_LS_TEST_HOOKS is set: test-only requests are enabled");
+        builder
+            .custom_method(super::test_hooks::PANIC, Backend::test_panic)
+            .custom_method(
+                super::test_hooks::PANIC_NOTIFICATION,
+                Backend::test_panic_notification,
+            )
+            .custom_method(
+                super::test_hooks::DOCUMENT_TEXT,
+                Backend::test_document_text,
+            )
+    } else {
+        builder
+    };
+    let (service, socket) = builder.finish();
+
+    let (server_in, pump_in) = tokio::io::duplex(256 * 1024);
+    let (pump_out, server_out) = tokio::io::duplex(256 * 1024);
+    let (replies_tx, replies_rx) = tokio::sync::mpsc::unbounded_channel();
+    let input = tokio::spawn(super::framing::pump_input(
+        super::framing::spawn_stdin_reader(),
+        pump_in,
+        replies_tx,
+    ));
+    let output = tokio::spawn(super::framing::pump_output(
+        pump_out,
+        tokio::io::stdout(),
+        replies_rx,
+    ));
+    // tower-lsp runs at most `concurrency_level` messages at once, and a
+    // notification waits behind running requests: with its default of 4,
+    // four slow completions held every `didChange` back (measured in
+    // tests/stress_lsp.rs). Edits still apply in arrival order (each
+    // handler mutates the store synchronously on its first poll).
+    Server::new(server_in, server_out, socket)
+        .concurrency_level(MAX_CONCURRENT_MESSAGES)
+        .serve(service)
+        .await;
+    // `serve` returned (after `exit`, or at end of input) and dropped its
+    // pipe ends: flush what it wrote, then stop reading stdin.
+    let _ = output.await;
+    input.abort();
 }

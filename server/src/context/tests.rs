@@ -1,0 +1,284 @@
+//! Context fixtures: a document with a `$0` cursor, named by its file name
+//! (the extension picks the grammar).
+
+use super::*;
+use crate::document::Document;
+
+/// Fixture: `$0` marks the cursor; `path`'s extension picks the language.
+pub(crate) fn fixture_with(path: &str, fixture: &str, cfg: &ContextConfig, others: &[OtherDoc]) -> Context {
+    let cursor = fixture.find("$0").expect("fixture needs $0");
+    let text = fixture.replace("$0", "");
+    let doc = Document::with_path(&text, 0, "", path);
+    let cursor_char = text[..cursor].chars().count();
+    build_with(&doc, cursor_char, cfg, path, true, others)
+}
+
+pub(crate) fn fixture(path: &str, fixture: &str) -> Context {
+    fixture_with(path, fixture, &ContextConfig::default(), &[])
+}
+
+fn ctx(fixture: &str, multiline: bool) -> Context {
+    let cursor = fixture.find("$0").expect("fixture needs $0");
+    let text = fixture.replace("$0", "");
+    let doc = Document::new(&text, 0, "python");
+    let cursor_char = text[..cursor].chars().count();
+    build(&doc, cursor_char, &ContextConfig::default(), "a.py", multiline)
+}
+
+#[test]
+fn splits_prefix_and_suffix_at_the_cursor() {
+    let c = ctx("def f(x):\n    return x$0 + 1\n", true);
+    assert_eq!(c.input.prefix, "def f(x):\n    return x");
+    assert_eq!(c.input.suffix, " + 1\n");
+    assert!(c.stop.single_line, "code after the cursor means single line");
+    assert_eq!(c.lang, Some(Lang::Python));
+}
+
+#[test]
+fn block_opener_allows_multiline_within_scope() {
+    let c = ctx("def f(x):$0\n\nprint(1)\n", true);
+    assert!(!c.stop.single_line);
+    assert_eq!(c.stop.scope_indent, Some(1));
+    assert_eq!(c.stop.suffix_line.as_deref(), Some("print(1)"));
+}
+
+#[test]
+fn mid_statement_is_single_line() {
+    let c = ctx("x = foo$0\n", true);
+    assert!(c.stop.single_line);
+}
+
+#[test]
+fn empty_block_body_and_blank_line_in_a_block_are_multiline() {
+    let c = fixture("a.rs", "fn f() {$0}\n");
+    assert!(!c.stop.single_line);
+    let c = fixture("a.go", "func f() {\n\tx := 1\n\t$0\n}\n");
+    assert!(!c.stop.single_line);
+    let c = fixture("a.ts", "function f(a: number) {\n  return g(a, $0);\n}\n");
+    assert!(c.stop.single_line);
+}
+
+#[test]
+fn window_start_moves_in_steps() {
+    let cfg = ContextConfig::default();
+    for lang in ["python", "text"] {
+        let body: String = (0..600).map(|i| format!("line_{i:03} = {i}\n")).collect();
+        let doc = Document::new(&body, 0, lang);
+        let start_of = |line: usize| {
+            let cursor = doc.rope.line_to_char(line);
+            let c = build(&doc, cursor, &cfg, "a.py", true);
+            c.input.prefix.lines().next().unwrap_or("").to_string()
+        };
+        // Moving the cursor a few lines keeps the same first line.
+        assert_eq!(start_of(450), start_of(451));
+        let first = start_of(450);
+        let n: usize = first[5..8].parse().unwrap();
+        assert_eq!(n % WINDOW_STEP, 0, "{lang}: {first}");
+    }
+}
+
+/// A long Python function: the cut window keeps the imports, the class
+/// line and the method signature, and starts at a statement.
+#[test]
+fn python_cut_window_keeps_imports_and_enclosing_headers() {
+    let mut src = String::from("import os\nfrom typing import List\n\nclass Store(Base):\n    def load(self, path: str) -> List[str]:\n        out = []\n");
+    for i in 0..120 {
+        src.push_str(&format!("        value_{i} = os.path.join(path, \"part_{i}\")\n"));
+    }
+    src.push_str("        $0\n");
+    let cfg = ContextConfig {
+        prefix_tokens: 600,
+        ..Default::default()
+    };
+    let c = fixture_with("store.py", &src, &cfg, &[]);
+    let p = &c.input.prefix;
+    assert!(
+        p.starts_with("import os\nfrom typing import List\n\nclass Store(Base):\n    def load(self, path: str) -> List[str]:\n        value_"),
+        "{p}"
+    );
+    assert!(p.len() <= 600 * CHARS_PER_TOKEN, "{}", p.len());
+    assert!(p.lines().count() > 12, "{p}");
+}
+
+/// Rust: `use` lines and the `impl` + `fn` headers are kept; the window
+/// does not start inside a multi-line expression.
+#[test]
+fn rust_cut_window_keeps_use_and_impl_header() {
+    let mut src = String::from("use std::io;\nuse std::collections::HashMap;\n\nimpl Server {\n    pub fn handle(&mut self, req: Request) -> io::Result<()> {\n");
+    for i in 0..80 {
+        src.push_str(&format!(
+            "        let v{i} = self.call(\n            req.part({i}),\n        )?;\n"
+        ));
+    }
+    src.push_str("        $0\n    }\n}\n");
+    let cfg = ContextConfig {
+        prefix_tokens: 300,
+        ..Default::default()
+    };
+    let c = fixture_with("server.rs", &src, &cfg, &[]);
+    let p = &c.input.prefix;
+    assert!(
+        p.starts_with("use std::io;\nuse std::collections::HashMap;\n\nimpl Server {\n    pub fn handle(&mut self, req: Request) -> io::Result<()> {\n        let v"),
+        "{p}"
+    );
+    assert!(c.block_closed);
+}
+
+/// JS and Go: imports kept; the window does not start in the middle of an
+/// object literal or a call's arguments.
+#[test]
+fn js_and_go_windows_start_at_statements() {
+    let mut js = String::from("import { a } from './a.js';\n\nexport function build(items) {\n");
+    for i in 0..60 {
+        js.push_str(&format!("  const o{i} = make({{\n    id: {i},\n    name: 'n{i}',\n  }});\n"));
+    }
+    js.push_str("  $0\n}\n");
+    let cfg = ContextConfig {
+        prefix_tokens: 300,
+        ..Default::default()
+    };
+    let c = fixture_with("build.js", &js, &cfg, &[]);
+    assert!(
+        c.input.prefix.starts_with("import { a } from './a.js';\n\nexport function build(items) {\n  const o"),
+        "{}",
+        c.input.prefix
+    );
+
+    let mut go = String::from("package main\n\nimport \"fmt\"\n\nfunc run(xs []int) {\n");
+    for i in 0..60 {
+        go.push_str(&format!("\tfmt.Println(\n\t\txs[{i}],\n\t)\n"));
+    }
+    go.push_str("\t$0\n}\n");
+    let c = fixture_with("main.go", &go, &cfg, &[]);
+    assert!(
+        c.input.prefix.starts_with("package main\nimport \"fmt\"\n\nfunc run(xs []int) {\n\tfmt.Println(\n"),
+        "{}",
+        c.input.prefix
+    );
+    assert_eq!(c.indent, Indent::Tabs);
+}
+
+/// The prompt head is byte-identical while the user types a line.
+#[test]
+fn prompt_head_is_stable_while_typing() {
+    let mut src = String::from("import os\n\ndef main():\n");
+    for i in 0..150 {
+        src.push_str(&format!("    settings = load_config(settings, environ) # {i}\n"));
+    }
+    let cfg = ContextConfig {
+        prefix_tokens: 400,
+        ..Default::default()
+    };
+    let other = OtherDoc {
+        path: "util.py".into(),
+        doc: Document::new("def load_config(settings, environ):\n    return settings.update(environ)\n", 0, "python"),
+    };
+    let mut heads = Vec::new();
+    for typed in ["", "p", "pr", "pri", "prin", "print(x1"] {
+        let fx = format!("{src}    {typed}$0\n");
+        let c = fixture_with("main.py", &fx, &cfg, std::slice::from_ref(&other));
+        let p = &c.input.prefix;
+        let head = p[..p.len() - c.line_prefix.len()].to_string();
+        heads.push((c.input.extras.clone(), head));
+    }
+    assert!(!heads[0].0.is_empty(), "the similar snippet is found");
+    for w in heads.windows(2) {
+        assert_eq!(w[0], w[1]);
+    }
+}
+
+#[test]
+fn cross_file_snippets_ranked_deduplicated_and_never_secrets() {
+    let cfg = ContextConfig::default();
+    let mk = |path: &str, text: &str| OtherDoc {
+        path: path.into(),
+        doc: Document::with_path(text, 0, "", path),
+    };
+    let related = "def parse_header(line):\n    key, value = line.split(':', 1)\n    return key.strip(), value.strip()\n";
+    let others = vec![
+        mk("http/headers.py", related),
+        mk("copy/headers.py", related),
+        mk("unrelated.py", "def area(r):\n    return 3.14 * r * r\n"),
+        mk(".env", "API_KEY=parse_header_secret line split strip\n"),
+        mk("deploy/id_rsa", "-----BEGIN OPENSSH PRIVATE KEY-----\nparse_header line split\n"),
+        mk("notes.txt", "-----BEGIN RSA PRIVATE KEY-----\nparse_header key value line split strip\n"),
+    ];
+    let c = fixture_with(
+        "server.py",
+        "def handle(line):\n    key, value = parse_header(line)\n    $0\n",
+        &cfg,
+        &others,
+    );
+    let paths: Vec<&str> = c.input.extras.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(paths.len(), 1, "{paths:?}: duplicates are dropped");
+    assert!(paths[0].ends_with("headers.py"));
+    for s in &c.input.extras {
+        assert!(!s.text.contains("PRIVATE KEY") && !s.text.contains("API_KEY"));
+    }
+}
+
+#[test]
+fn skips_mid_word_comments_and_prose_strings() {
+    assert_eq!(fixture("a.py", "value = compu$0te(x)\n").skip, Some(Skip::MidWord));
+    assert_eq!(fixture("a.py", "x = 1  # the value of $0\n").skip, Some(Skip::Comment));
+    assert_eq!(fixture("a.rs", "fn f() {\n    // TODO: handle $0\n}\n").skip, Some(Skip::Comment));
+    assert_eq!(fixture("a.go", "/* block $0 comment */\nfunc f() {}\n").skip, Some(Skip::Comment));
+    assert_eq!(
+        fixture("a.py", "def f():\n    \"\"\"Return the $0\"\"\"\n").skip,
+        Some(Skip::ProseString)
+    );
+    assert_eq!(
+        fixture("a.js", "throw new Error('could not open the file $0');\n").skip,
+        Some(Skip::ProseString)
+    );
+    // Code positions are not skipped.
+    assert_eq!(fixture("a.py", "x = compute($0)\n").skip, None);
+    assert_eq!(fixture("a.py", "open(\"$0\")\n").skip, None);
+    assert_eq!(fixture("a.rs", "let s = \"a\";$0\n").skip, None);
+    assert_eq!(fixture("a.rs", "/* done */ $0\n").skip, None);
+    assert_eq!(fixture("a.ts", "const k = `${a}-$0`;\n").skip, None);
+    // Comments are allowed when configured.
+    let cfg = ContextConfig { comments: true, ..Default::default() };
+    assert_eq!(fixture_with("a.py", "# $0\n", &cfg, &[]).skip, None);
+    // Unknown languages: only the mid-word rule applies.
+    assert_eq!(fixture("notes.txt", "# see $0\n").skip, None);
+    assert_eq!(fixture("notes.txt", "wo$0rd\n").skip, Some(Skip::MidWord));
+}
+
+#[test]
+fn unknown_languages_complete_with_plain_text() {
+    let c = fixture("notes.txt", "alpha\nbeta\n$0\n");
+    assert_eq!(c.lang, None);
+    assert_eq!(c.input.prefix, "alpha\nbeta\n");
+    assert_eq!(c.skip, None);
+}
+
+#[test]
+fn naive_mode_is_a_plain_window() {
+    let cfg = ContextConfig { naive: true, ..Default::default() };
+    let c = fixture_with("a.py", "import os\n\ndef f():\n    # a comment $0\n", &cfg, &[]);
+    assert!(c.naive);
+    assert_eq!(c.skip, None);
+    assert_eq!(c.input.prefix, "import os\n\ndef f():\n    # a comment ");
+}
+
+#[test]
+fn long_lines_are_bounded() {
+    let long = "a = b + c; ".repeat(50_000);
+    let text = format!("import os\n{long}$0{long}\nprint(a)\n");
+    let c = fixture("a.py", &text);
+    assert!(c.line_prefix.len() <= MAX_LINE_CHARS * 4);
+    assert!(c.line_suffix.len() <= MAX_LINE_CHARS * 4);
+    let cfg = ContextConfig::default();
+    assert!(c.input.prefix.chars().count() <= cfg.prefix_tokens as usize * CHARS_PER_TOKEN + 1);
+    assert!(c.input.suffix.chars().count() <= cfg.suffix_tokens as usize * CHARS_PER_TOKEN + 1);
+}
+
+#[test]
+fn indentation_style_is_detected() {
+    assert_eq!(detect_indent("a:\n\tb\n\t\tc\n".chars()), Some(Indent::Tabs));
+    assert_eq!(detect_indent("a:\n  b\n    c\n  d\n".chars()), Some(Indent::Spaces(2)));
+    assert_eq!(detect_indent("a\nb\n".chars()), None);
+    assert_eq!(fixture("a.go", "func f() {\n$0").indent, Indent::Tabs);
+}
+

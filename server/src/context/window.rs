@@ -1,0 +1,250 @@
+//! The prefix window: which lines above the cursor the model sees.
+//!
+//! 1. Walk back whole lines from the cursor until the budget (less a
+//!    reserve for the header) is spent; round the first line *up* to a
+//!    multiple of [`WINDOW_STEP`] so it moves in coarse steps.
+//! 2. With a tree, move the first line down to the next syntax boundary
+//!    (a line that starts a statement or declaration, not the middle of an
+//!    expression, string or comment), at most one step.
+//! 3. With a tree, keep what the cut removed and matters: the file's
+//!    imports and the headers (signature, class/impl line) of the
+//!    definitions enclosing the cursor, in document order. The header is a
+//!    function of the file's structure above the window, so it is as
+//!    stable as the window start.
+
+use ropey::Rope;
+use tree_sitter::{Node, Tree};
+
+use super::WINDOW_STEP;
+use crate::document::Document;
+use crate::syntax::kinds;
+
+/// Share of the prefix budget reserved for the header.
+const HEADER_SHARE: usize = 4; // 1/4
+/// Longest single header item (an import or a signature), in chars.
+const MAX_ITEM_CHARS: usize = 400;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub start_line: usize,
+    pub start_char: usize,
+    /// Text that goes before the window (ends with a newline, or empty).
+    pub header: String,
+}
+
+pub fn prefix(doc: &Document, tree: Option<&Tree>, cursor: usize, budget: usize) -> Window {
+    let rope = &doc.rope;
+    let line = rope.char_to_line(cursor);
+    let line_start = rope.line_to_char(line);
+    let reserve = if tree.is_some() { budget / HEADER_SHARE } else { 0 };
+    let window_budget = budget - reserve;
+
+    let mut start_line = line;
+    let mut chars = cursor - line_start;
+    while start_line > 0 {
+        let len = rope.line(start_line - 1).len_chars();
+        if chars + len > window_budget {
+            break;
+        }
+        chars += len;
+        start_line -= 1;
+    }
+    if start_line > 0 {
+        let step = step_for(window_budget);
+        start_line = start_line.div_ceil(step) * step;
+        start_line = start_line.min(line);
+    }
+    let mut header = String::new();
+    if let (Some(tree), true) = (tree, start_line > 0) {
+        if let Some(b) = (start_line..line.min(start_line + WINDOW_STEP))
+            .find(|&l| is_boundary(rope, tree, l))
+        {
+            start_line = b;
+        }
+        let indent_scoped = doc.lang().is_some_and(|l| l.indent_scoped());
+        header = header_above(
+            rope,
+            tree,
+            indent_scoped,
+            cursor,
+            rope.line_to_byte(start_line),
+            reserve,
+        );
+    }
+    Window {
+        start_line,
+        start_char: rope.line_to_char(start_line),
+        header,
+    }
+}
+
+/// The window start's step: [`WINDOW_STEP`] lines, less for budgets so
+/// small that rounding up by 32 lines could empty the window (a function
+/// of the configured budget only, so it is as stable as the budget).
+pub fn step_for(window_budget_chars: usize) -> usize {
+    (window_budget_chars / 100).clamp(4, WINDOW_STEP)
+}
+
+/// Does `line` start a statement/declaration (a child of a container)?
+/// Blank lines are boundaries when the next code line is.
+pub fn is_boundary(rope: &Rope, tree: &Tree, line: usize) -> bool {
+    let start = rope.line_to_byte(line);
+    let text = rope.line(line);
+    let Some(first) = text.chars().position(|c| !c.is_whitespace()) else {
+        // A blank line inside a string or expression is not a boundary.
+        return spanning(tree, start).is_none_or(|n| kinds::is_container(n.kind()));
+    };
+    let byte = rope.char_to_byte(rope.line_to_char(line) + first);
+    match spanning(tree, byte) {
+        None => true,
+        Some(n) => kinds::is_container(n.kind()),
+    }
+}
+
+/// The smallest node that starts strictly before `byte` and ends after it
+/// (the construct `byte` is inside of), or `None` at top level.
+fn spanning(tree: &Tree, byte: usize) -> Option<Node<'_>> {
+    let mut node = tree.root_node().descendant_for_byte_range(byte, byte)?;
+    loop {
+        if node.start_byte() < byte && node.end_byte() > byte {
+            return if node.parent().is_none() { None } else { Some(node) };
+        }
+        node = node.parent()?;
+    }
+}
+
+/// Imports above `window_byte` and the headers of the definitions around
+/// the cursor that start above it, within `budget` chars.
+fn header_above(
+    rope: &Rope,
+    tree: &Tree,
+    doc_indent_scoped: bool,
+    cursor: usize,
+    window_byte: usize,
+    budget: usize,
+) -> String {
+    let cursor_byte = rope.char_to_byte(cursor);
+    // Look from the last code before the cursor: on a blank or indented
+    // line the cursor sits in whitespace that belongs to no block.
+    let line = rope.char_to_line(cursor);
+    let line_start = rope.line_to_char(line);
+    let column = cursor - line_start;
+    let mut probe = cursor;
+    while probe > 0 && rope.char(probe - 1).is_whitespace() {
+        probe -= 1;
+    }
+    let probe_byte = rope.char_to_byte(probe).saturating_sub(1).min(cursor_byte);
+    let indent_scoped = doc_indent_scoped
+        && rope.slice(line_start..cursor).chars().all(char::is_whitespace);
+    // Enclosing scopes, innermost first.
+    let mut scopes: Vec<String> = Vec::new();
+    if let Some(mut node) = tree.root_node().descendant_for_byte_range(probe_byte, probe_byte) {
+        loop {
+            // A definition the cursor is indented deeper than (on a blank
+            // line, indentation says which blocks are still open).
+            let l = rope.byte_to_line(node.start_byte());
+            let col = rope.line(l).chars().take_while(|c| *c == ' ' || *c == '\t').count();
+            let encloses = !indent_scoped || col < column;
+            if kinds::is_scope(node.kind()) && node.start_byte() < window_byte && encloses {
+                if let Some(h) = scope_header(rope, node) {
+                    scopes.push(h);
+                }
+            }
+            match node.parent() {
+                Some(p) => node = p,
+                None => break,
+            }
+        }
+    }
+    let scope_chars: usize = scopes.iter().map(|s| s.len() + 1).sum();
+    // Drop the outermost scopes first when the headers alone overflow.
+    while scope_chars > budget && !scopes.is_empty() {
+        scopes.pop();
+        let total: usize = scopes.iter().map(|s| s.len() + 1).sum();
+        if total <= budget {
+            break;
+        }
+    }
+    let mut used: usize = scopes.iter().map(|s| s.len() + 1).sum();
+
+    let mut imports: Vec<String> = Vec::new();
+    let root = tree.root_node();
+    let mut walk = root.walk();
+    for child in root.children(&mut walk) {
+        if child.end_byte() > window_byte {
+            break;
+        }
+        if !kinds::is_import(child.kind()) {
+            continue;
+        }
+        let text = node_text(rope, child.start_byte(), child.end_byte());
+        if text.len() > MAX_ITEM_CHARS {
+            continue;
+        }
+        if used + text.len() + 1 > budget {
+            break;
+        }
+        used += text.len() + 1;
+        imports.push(text);
+    }
+
+    let mut out = String::new();
+    for i in &imports {
+        out.push_str(i);
+        out.push('\n');
+    }
+    if !imports.is_empty() && !scopes.is_empty() {
+        out.push('\n');
+    }
+    for s in scopes.iter().rev() {
+        out.push_str(s);
+        out.push('\n');
+    }
+    out
+}
+
+/// A definition's header: from the start of its line to its body (with the
+/// body's opening `{`), or its first line when it has no body field.
+fn scope_header(rope: &Rope, node: Node<'_>) -> Option<String> {
+    let start_line = rope.byte_to_line(node.start_byte());
+    let line_start = rope.line_to_byte(start_line);
+    let body = kinds::BODY_FIELDS
+        .iter()
+        .find_map(|f| node.child_by_field_name(f));
+    let end = match body {
+        Some(b) => {
+            let first = rope.byte(b.start_byte());
+            if matches!(first, b'{' | b'[' | b'(') {
+                b.start_byte() + 1
+            } else {
+                b.start_byte()
+            }
+        }
+        None => {
+            let l = start_line + 1;
+            if l < rope.len_lines() {
+                rope.line_to_byte(l)
+            } else {
+                rope.len_bytes()
+            }
+        }
+    };
+    let text = node_text(rope, line_start, end.max(line_start));
+    let text = text.trim_end();
+    if text.is_empty() || text.len() > MAX_ITEM_CHARS {
+        // A huge signature: its first line still says where we are.
+        let first = text.lines().next()?.trim_end();
+        if first.is_empty() || first.len() > MAX_ITEM_CHARS {
+            return None;
+        }
+        return Some(first.to_string());
+    }
+    Some(text.to_string())
+}
+
+fn node_text(rope: &Rope, start: usize, end: usize) -> String {
+    let end = end.min(rope.len_bytes());
+    let s = rope.byte_to_char(start.min(end));
+    let e = rope.byte_to_char(end);
+    rope.slice(s..e).to_string()
+}

@@ -1,0 +1,324 @@
+//! Post-processing: from raw model output to the suggestion we show.
+//!
+//! Each step is a small pure function `(text, &Context) -> String` with its
+//! own fixture tests (`tests.rs`, `$0` fixtures). [`clean`] runs them in
+//! order; in `context.naive` mode it returns the raw text (the quality
+//! benchmark's baseline).
+
+mod lex;
+#[cfg(test)]
+mod tests;
+
+use crate::context::{Context, Indent};
+use crate::engine::stop;
+use crate::syntax::{self, kinds};
+
+/// Run every step in order.
+pub fn clean(raw: &str, ctx: &Context) -> String {
+    if ctx.naive {
+        return raw.to_string();
+    }
+    let mut text = raw.replace("\r\n", "\n");
+    text = trim_trailing_whitespace(&text);
+    text = drop_copy_of_line_above(&text, ctx);
+    text = drop_repeated_lines(&text, ctx);
+    text = first_line_if_single(&text, ctx);
+    text = stop_at_scope_end(&text, ctx);
+    text = stop_at_unit_end(&text, ctx);
+    text = balance_against_suffix(&text, ctx);
+    text = drop_suffix_overlap(&text, ctx);
+    text = drop_suffix_lines(&text, ctx);
+    text = match_indent_style(&text, ctx);
+    text = finish_whitespace(&text, ctx);
+    drop_whitespace_only(&text, ctx)
+}
+
+/// The final trim: like [`trim_trailing_whitespace`], except that a
+/// single-line suggestion keeps a trailing space the text after the cursor
+/// needs (`if x $0{` + `> 0 ` gives `if x > 0 {`).
+pub fn finish_whitespace(text: &str, ctx: &Context) -> String {
+    let trimmed = trim_trailing_whitespace(text);
+    let glued = ctx.line_suffix.starts_with(|c: char| !c.is_whitespace());
+    if glued && !text.contains('\n') && text.ends_with(' ') && !trimmed.is_empty() {
+        return format!("{trimmed} ");
+    }
+    trimmed
+}
+
+/// No trailing spaces on any line, no trailing blank lines. Leading blank
+/// lines stay (a completion after `{` starts with a line break).
+pub fn trim_trailing_whitespace(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.trim_end_matches([' ', '\t', '\r']))
+        .collect();
+    lines.join("\n").trim_end_matches('\n').to_string()
+}
+
+/// Nothing but whitespace is no suggestion.
+pub fn drop_whitespace_only(text: &str, _ctx: &Context) -> String {
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        text.to_string()
+    }
+}
+
+/// A first line that makes the cursor's line a copy of the line above is
+/// the model looping, not a suggestion.
+pub fn drop_copy_of_line_above(text: &str, ctx: &Context) -> String {
+    let first = text.split('\n').next().unwrap_or("");
+    let line = format!("{}{}", ctx.line_prefix, first);
+    let line = line.trim();
+    let above = ctx.line_above.trim();
+    if !first.trim().is_empty() && line.len() > 3 && line == above && ctx.line_suffix.trim().is_empty()
+    {
+        return String::new();
+    }
+    text.to_string()
+}
+
+/// Cut where a non-blank line repeats the line before it (a loop).
+pub fn drop_repeated_lines(text: &str, _ctx: &Context) -> String {
+    let mut offset = 0;
+    let mut prev: Option<&str> = None;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if !t.is_empty() && prev == Some(t) && t.len() > 1 {
+            return text[..offset].trim_end_matches('\n').to_string();
+        }
+        if !t.is_empty() {
+            prev = Some(t);
+        }
+        offset += line.len();
+    }
+    text.to_string()
+}
+
+/// In single-line mode only the first line is a suggestion.
+pub fn first_line_if_single(text: &str, ctx: &Context) -> String {
+    if ctx.stop.single_line {
+        text.split('\n').next().unwrap_or("").to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+/// The engine's text stop rules (dedent below the cursor's scope, running
+/// into the next line of the suffix) applied to the whole text, including
+/// its last line.
+pub fn stop_at_scope_end(text: &str, ctx: &Context) -> String {
+    let mut rules = ctx.stop.clone();
+    rules.single_line = false;
+    if ctx.lang.is_some_and(|l| !l.indent_scoped()) {
+        // In bracket languages a closing `}` at a lower indentation is
+        // judged by `stop_at_unit_end`, which knows whether the suffix
+        // already closes the block.
+        rules.scope_indent = None;
+    }
+    let full = format!("{text}\n");
+    match stop::cut_point(&rules, &full) {
+        Some(cut) => full[..cut].trim_end_matches('\n').to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// Parse the document window with the completion inserted and stop at the
+/// end of the syntactic unit the cursor is in: where the block around the
+/// cursor closes (before its closer when the document already closes it,
+/// after it otherwise), and before a second definition at the cursor's
+/// level.
+pub fn stop_at_unit_end(text: &str, ctx: &Context) -> String {
+    let Some(lang) = ctx.lang else {
+        return text.to_string();
+    };
+    if !text.contains('\n') {
+        return text.to_string();
+    }
+    let prefix = &ctx.input.prefix;
+    let doc = format!("{prefix}{text}{}", ctx.input.suffix);
+    let Some(tree) = syntax::parse_str(lang, &doc) else {
+        return text.to_string();
+    };
+    let c0 = prefix.len();
+    let c1 = c0 + text.len();
+    let root = tree.root_node();
+    let Some(mut node) = root.descendant_for_byte_range(c0, c0) else {
+        return text.to_string();
+    };
+    // The innermost container that starts before the cursor.
+    let container = loop {
+        if node.start_byte() < c0 && kinds::is_delimited_container(node.kind()) {
+            break node;
+        }
+        match node.parent() {
+            Some(p) => node = p,
+            None => break node,
+        }
+    };
+    let mut cut = text.len();
+    if container.parent().is_some() && container.end_byte() <= c1 && container.end_byte() > c0 {
+        let end = container.end_byte() - c0;
+        let last = container.child(container.child_count().saturating_sub(1));
+        let closer = last.filter(|l| !l.is_named() && !l.is_missing() && l.start_byte() >= c0);
+        cut = match closer {
+            // Already closed after the cursor: stop before this closer's line.
+            Some(l) if ctx.block_closed => line_start(text, l.start_byte() - c0),
+            Some(_) => end,
+            // Indentation-scoped block: it ends where its last statement does.
+            None => end,
+        };
+    }
+    // A second definition at the cursor's level ends the unit.
+    let first_nl = text.find('\n').unwrap_or(text.len());
+    let blank_line = ctx.line_prefix.trim().is_empty() && ctx.line_suffix.trim().is_empty();
+    let mut walk = container.walk();
+    let mut seen_definition = false;
+    for child in container.children(&mut walk) {
+        if child.start_byte() < c0 || child.start_byte() >= c0 + cut {
+            continue;
+        }
+        let at = child.start_byte() - c0;
+        let is_def = kinds::is_scope(child.kind()) || child.kind() == "decorated_definition";
+        if !is_def {
+            continue;
+        }
+        if blank_line && !seen_definition && at <= first_nl {
+            seen_definition = true; // the definition being written
+            continue;
+        }
+        if at > first_nl || seen_definition {
+            cut = cut.min(line_start(text, at));
+            break;
+        }
+    }
+    text[..cut.min(text.len())].trim_end().to_string()
+}
+
+/// Byte index of the start of the line holding `at` (the text's start for
+/// its first line).
+fn line_start(text: &str, at: usize) -> usize {
+    let at = at.min(text.len());
+    text[..at].rfind('\n').map(|i| i + 1).unwrap_or(0).min(at)
+}
+
+/// Balance brackets and quotes against the suffix: on the first line, a
+/// closer (or closing quote) that closes something opened before the
+/// cursor, when the line's suffix starts with the same closer, ends the
+/// suggestion there — the suffix already has it.
+pub fn balance_against_suffix(text: &str, ctx: &Context) -> String {
+    let first_end = text.find('\n').unwrap_or(text.len());
+    let rest = ctx.line_suffix.trim_start();
+    let Some(next) = rest.chars().next() else {
+        return text.to_string();
+    };
+    if !")]}\"'`".contains(next) {
+        return text.to_string();
+    }
+    let state = lex::State::after(ctx.lang, &ctx.line_prefix);
+    if let Some((at, ch)) = lex::first_outer_close(ctx.lang, state, &text[..first_end]) {
+        if ch == next {
+            return text[..at].to_string();
+        }
+    }
+    text.to_string()
+}
+
+/// If the completion's first line ends with text that is already after the
+/// cursor on this line (`x + 1` with ` + 1` after the cursor), drop it so
+/// accepting does not duplicate it. The overlap must hold a symbol, or be
+/// the whole rest of the line, so a word is not eaten by chance.
+pub fn drop_suffix_overlap(text: &str, ctx: &Context) -> String {
+    let rest = ctx.line_suffix.trim_end_matches(['\r', '\n']).trim_end();
+    if rest.trim().is_empty() {
+        return text.to_string();
+    }
+    let first_end = text.find('\n').unwrap_or(text.len());
+    let first = text[..first_end].trim_end();
+    // Longest k: first line ends with rest[..k] (rest trimmed at start too).
+    let rest_t = rest.trim_start();
+    let mut best = 0;
+    for (k, _) in rest_t.char_indices().skip(1).chain([(rest_t.len(), ' ')]) {
+        let piece = &rest_t[..k];
+        if first.ends_with(piece) {
+            let symbolic = piece.chars().any(|c| !c.is_alphanumeric() && !c.is_whitespace() && c != '_');
+            if symbolic || k == rest_t.len() {
+                best = k;
+            }
+        }
+    }
+    if best == 0 {
+        return text.to_string();
+    }
+    // The space before the overlap is the suffix's own leading space.
+    let kept = &first[..first.len() - best];
+    let kept = if rest.starts_with([' ', '\t']) {
+        kept.trim_end()
+    } else {
+        kept
+    };
+    format!("{}{}", kept, &text[first_end..])
+}
+
+/// Multi-line: drop trailing lines that repeat the lines right after the
+/// cursor (the closing `}` that is already there).
+pub fn drop_suffix_lines(text: &str, ctx: &Context) -> String {
+    if !text.contains('\n') {
+        return text.to_string();
+    }
+    let after: Vec<&str> = ctx
+        .input
+        .suffix
+        .split('\n')
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(8)
+        .collect();
+    if after.is_empty() {
+        return text.to_string();
+    }
+    let lines: Vec<&str> = text.split('\n').collect();
+    // Largest k: the last k non-blank lines equal the first k suffix lines.
+    for k in (1..=after.len().min(lines.len() - 1)).rev() {
+        let tail: Vec<&str> = lines[lines.len() - k..].iter().map(|l| l.trim()).collect();
+        if tail == after[..k] {
+            return lines[..lines.len() - k].join("\n").trim_end().to_string();
+        }
+    }
+    text.to_string()
+}
+
+/// Multi-line results use the document's indentation: tabs become spaces
+/// (or the reverse) at the start of every line after the first.
+pub fn match_indent_style(text: &str, ctx: &Context) -> String {
+    if !text.contains('\n') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            let body = line.trim_start_matches([' ', '\t']);
+            let lead = &line[..line.len() - body.len()];
+            let width: usize = lead.chars().map(|c| if c == '\t' { 4 } else { 1 }).sum();
+            match ctx.indent {
+                Indent::Tabs if lead.contains(' ') => {
+                    let unit = 4;
+                    out.push_str(&"\t".repeat(width / unit));
+                    out.push_str(&" ".repeat(width % unit));
+                }
+                Indent::Spaces(n) if lead.contains('\t') => {
+                    let tabs = lead.chars().filter(|c| *c == '\t').count();
+                    let spaces = lead.chars().filter(|c| *c == ' ').count();
+                    out.push_str(&" ".repeat(tabs * n + spaces));
+                }
+                _ => out.push_str(lead),
+            }
+            out.push_str(body);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}

@@ -1,0 +1,547 @@
+//! Secrets out of every text that leaves the machine.
+//!
+//! [`redact`] replaces each secret it recognises with a marker naming its
+//! kind (`[REDACTED:github-token]`), so the remote model still sees that a
+//! value was there. Rules run in order, most specific first, so a GitHub
+//! token inside a `token = "..."` assignment is reported as a GitHub token.
+//!
+//! Recognised: private key blocks (PEM, OpenSSH, PGP, also unterminated),
+//! AWS access key ids and secret keys, GitHub, OpenAI, Anthropic, Slack,
+//! Google, Stripe tokens, JWTs, bearer/basic credentials, passwords in URLs,
+//! `.env`-style `KEY=value` lines with a sensitive name or a high-entropy
+//! value, and assignments to sensitive names (`password = "..."`,
+//! `"api_key": "..."`, `secret: ...` in config files).
+//!
+//! Redaction is best effort and errs towards removing too much; the
+//! `neverSend` patterns keep whole files (`.env`, keys) from being sent.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+
+/// The result: the cleaned text and how many secrets of each kind went.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Redacted {
+    pub text: String,
+    pub counts: BTreeMap<&'static str, usize>,
+}
+
+impl Redacted {
+    pub fn total(&self) -> usize {
+        self.counts.values().sum()
+    }
+}
+
+const MARK: &str = "[REDACTED:";
+
+fn marker(kind: &str) -> String {
+    format!("{MARK}{kind}]")
+}
+
+/// A whole-match rule: every match is a secret of `kind`.
+struct Rule {
+    kind: &'static str,
+    re: Regex,
+}
+
+fn rule(kind: &'static str, re: &str) -> Rule {
+    Rule {
+        kind,
+        re: Regex::new(re).expect("valid redaction regex"),
+    }
+}
+
+static TOKEN_RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
+    vec![
+        rule(
+            "private-key",
+            r"(?s)-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\z)",
+        ),
+        rule(
+            "aws-access-key-id",
+            r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
+        ),
+        rule(
+            "github-token",
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
+        ),
+        rule("anthropic-key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
+        rule(
+            "openai-key",
+            r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+        ),
+        rule(
+            "stripe-key",
+            r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b",
+        ),
+        rule("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+        rule(
+            "slack-webhook",
+            r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_-]+",
+        ),
+        rule("google-api-key", r"\bAIza[0-9A-Za-z_-]{35}"),
+        rule("google-oauth-token", r"\bya29\.[0-9A-Za-z_-]{20,}"),
+        rule("google-client-secret", r"\bGOCSPX-[A-Za-z0-9_-]{20,}"),
+        rule(
+            "jwt",
+            r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+        ),
+    ]
+});
+
+/// `aws_secret_access_key = wJalr...` (40 base64 chars).
+static AWS_SECRET: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)(aws_?secret_?(?:access_?)?key[A-Za-z0-9_]*["']?\s*(?::=|=>|=|:)\s*["']?)([A-Za-z0-9/+=]{40})"#).unwrap()
+});
+
+/// `scheme://user:password@host`.
+static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@"'<>]+:)([^\s@/"'<>]+)(@)"#).unwrap()
+});
+
+/// `Bearer abc...`, `Basic dXNlcjpwYXNz`.
+static BEARER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(bearer|basic|token)(\s+)([A-Za-z0-9._~+/-]{16,}=*)").unwrap()
+});
+
+/// `.env` lines: `[export ]UPPER_NAME=value` at the start of a line.
+static DOTENV: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?m)^([ \t]*(?:export[ \t]+)?([A-Z][A-Z0-9_]*)[ \t]*=[ \t]*)([^\r\n]*?)([ \t]*\r?)$",
+    )
+    .unwrap()
+});
+
+/// `name <sep> value` where name is sensitive. Groups: 1 name+sep,
+/// 2 separator, 3/4/5 double/single/back-quoted value, 6 unquoted value.
+static ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)(\b(?:[A-Za-z_][A-Za-z0-9_.-]*?)?(?:password|passwd|passphrase|pwd|secret|token|api_?key|apikey|access_?key|private_?key|auth_?key|credentials?)[A-Za-z0-9_]*["'\]]{0,2}[ \t]*(:=|=>|=|:)[ \t]*)(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)'|`([^`\n]*)`|([^\s,;)}\]]+))"#,
+    )
+    .unwrap()
+});
+
+static SENSITIVE_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(PASSWORD|PASSWD|PASSPHRASE|PWD|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|AUTH|CREDENTIAL|_PASS$|^PASS$|_KEY$|DSN$)").unwrap()
+});
+
+/// Languages whose unquoted `key: value` pairs are data, not type annotations.
+fn is_config_language(lang: &str) -> bool {
+    matches!(
+        lang,
+        "yaml"
+            | "yml"
+            | "toml"
+            | "ini"
+            | "properties"
+            | "dotenv"
+            | "env"
+            | "conf"
+            | "plaintext"
+            | "text"
+            | ""
+            | "dockerfile"
+            | "shellscript"
+            | "sh"
+            | "bash"
+    )
+}
+
+/// Values that are code, not secrets: calls, indexing, attribute chains,
+/// plain identifiers without digits, literals like `None`.
+fn looks_like_code(v: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "None",
+        "null",
+        "nil",
+        "true",
+        "false",
+        "True",
+        "False",
+        "undefined",
+        "NULL",
+        "self",
+        "this",
+    ];
+    if KEYWORDS.contains(&v) || v.starts_with(MARK) {
+        return true;
+    }
+    if v.contains(['(', '[', '{', '<', '&', '*', '$']) {
+        return true;
+    }
+    let ident = |s: &str| {
+        let mut c = s.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+            && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    };
+    let parts: Vec<&str> = v.split('.').collect();
+    if parts.len() > 1 && parts.iter().all(|p| ident(p)) {
+        return true; // os.environ, self.token, config.secret
+    }
+    // A plain identifier without digits reads as a variable name.
+    ident(v) && !v.chars().any(|c| c.is_ascii_digit())
+}
+
+/// Shannon-ish test for random-looking values: long, no spaces, a mix of
+/// letters and digits.
+fn high_entropy(v: &str) -> bool {
+    v.len() >= 20
+        && !v.contains(char::is_whitespace)
+        && v.chars().any(|c| c.is_ascii_digit())
+        && v.chars().any(|c| c.is_ascii_alphabetic())
+        && v.chars().collect::<std::collections::HashSet<_>>().len() >= 10
+}
+
+fn strip_quotes(v: &str) -> &str {
+    let v = v.trim();
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return &v[1..v.len() - 1];
+        }
+    }
+    v
+}
+
+/// Redact `text`. `lang` is the LSP language id; it decides whether an
+/// unquoted `key: value` is data (YAML) or a type annotation (Rust, TS).
+pub fn redact(text: &str, lang: &str) -> Redacted {
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut text = text.to_string();
+
+    for r in TOKEN_RULES.iter() {
+        let n = r.re.find_iter(&text).count();
+        if n > 0 {
+            *counts.entry(r.kind).or_default() += n;
+            text =
+                r.re.replace_all(&text, marker(r.kind).as_str())
+                    .into_owned();
+        }
+    }
+
+    let bump = |kind: &'static str, counts: &mut BTreeMap<&'static str, usize>| {
+        *counts.entry(kind).or_default() += 1
+    };
+
+    text = AWS_SECRET
+        .replace_all(&text, |c: &Captures| {
+            bump("aws-secret-key", &mut counts);
+            format!("{}{}", &c[1], marker("aws-secret-key"))
+        })
+        .into_owned();
+
+    text = URL_PASSWORD
+        .replace_all(&text, |c: &Captures| {
+            if c[2].starts_with(MARK) {
+                return c[0].to_string();
+            }
+            bump("url-password", &mut counts);
+            format!("{}{}{}", &c[1], marker("url-password"), &c[3])
+        })
+        .into_owned();
+
+    text = BEARER
+        .replace_all(&text, |c: &Captures| {
+            let tok = &c[3];
+            // Prose ("basic understanding") has no digits; credentials do.
+            if !tok.chars().any(|ch| ch.is_ascii_digit()) && tok.len() < 24 {
+                return c[0].to_string();
+            }
+            bump("bearer-token", &mut counts);
+            format!("{}{}{}", &c[1], &c[2], marker("bearer-token"))
+        })
+        .into_owned();
+
+    text = DOTENV
+        .replace_all(&text, |c: &Captures| {
+            let (name, raw) = (&c[2], &c[3]);
+            let value = strip_quotes(raw);
+            if value.is_empty() || value.contains(MARK) || looks_like_code(value) {
+                return c[0].to_string();
+            }
+            if !(SENSITIVE_NAME.is_match(name) || high_entropy(value)) {
+                return c[0].to_string();
+            }
+            bump("env-value", &mut counts);
+            format!("{}{}{}", &c[1], marker("env-value"), &c[4])
+        })
+        .into_owned();
+
+    let config_lang = is_config_language(lang);
+    text = ASSIGNMENT
+        .replace_all(&text, |c: &Captures| {
+            let whole = &c[0];
+            let head = &c[1];
+            let sep = &c[2];
+            let keep = || whole.to_string();
+            if let Some(v) = c.get(3).or_else(|| c.get(4)).or_else(|| c.get(5)) {
+                let v = v.as_str();
+                if v.is_empty() || v.starts_with(MARK) {
+                    return keep();
+                }
+                let q = &whole[head.len()..head.len() + 1];
+                bump("password", &mut counts);
+                return format!("{head}{q}{}{q}", marker("password"));
+            }
+            let v = c.get(6).map(|m| m.as_str()).unwrap_or("");
+            // `==` is a comparison, not an assignment.
+            if v.starts_with('=') || v.starts_with('>') || looks_like_code(v) {
+                return keep();
+            }
+            if sep == ":" && !config_lang {
+                return keep(); // a type annotation (`password: &str`)
+            }
+            bump("password", &mut counts);
+            format!("{head}{}", marker("password"))
+        })
+        .into_owned();
+
+    Redacted { text, counts }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Redact and return (text, the kinds found).
+    fn r(text: &str, lang: &str) -> (String, Vec<&'static str>) {
+        let out = redact(text, lang);
+        (out.text, out.counts.keys().copied().collect())
+    }
+
+    fn gone(text: &str, secret: &str, kind: &str, lang: &str) {
+        let (out, kinds) = r(text, lang);
+        assert!(!out.contains(secret), "{kind}: secret survived in {out:?}");
+        assert!(
+            out.contains(&format!("[REDACTED:{kind}]")),
+            "{kind}: no marker in {out:?} (kinds {kinds:?})"
+        );
+    }
+
+    #[test]
+    fn aws_access_key_and_secret() {
+        gone(
+            "key = AKIAIOSFODNN7EXAMPLE\n",
+            "AKIAIOSFODNN7EXAMPLE",
+            "aws-access-key-id",
+            "python",
+        );
+        gone(
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws-secret-key",
+            "ini",
+        );
+    }
+
+    #[test]
+    fn github_tokens() {
+        gone(
+            "t = 'ghp_0123456789abcdefghijABCDEFGHIJ012345'",
+            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+            "github-token",
+            "python",
+        );
+        let pat = "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV0123456789";
+        gone(&format!("GH={pat}"), pat, "github-token", "sh");
+    }
+
+    #[test]
+    fn openai_and_anthropic_keys() {
+        let oa = "sk-proj-AbCdEf0123456789GhIjKlMnOpQrStUvWxYz";
+        gone(
+            &format!("client = OpenAI(api_key=\"{oa}\")"),
+            oa,
+            "openai-key",
+            "python",
+        );
+        gone(
+            "k = 'sk-abcdefghijklmnopqrstuvwxyz012345'",
+            "sk-abcdefghijklmnopqrstuvwxyz012345",
+            "openai-key",
+            "python",
+        );
+        let an = "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcd";
+        let (out, kinds) = r(&format!("const k = \"{an}\";"), "javascript");
+        assert!(!out.contains("api03"), "{out}");
+        assert_eq!(
+            kinds,
+            vec!["anthropic-key"],
+            "an Anthropic key is not reported as an OpenAI key"
+        );
+    }
+
+    #[test]
+    fn slack_google_stripe_jwt() {
+        gone(
+            "SLACK=xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOp",
+            "xoxb-123456789012",
+            "slack-token",
+            "sh",
+        );
+        gone(
+            "url = 'https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX'",
+            "XXXXXXXXXXXXXXXXXXXXXXXX",
+            "slack-webhook",
+            "python",
+        );
+        gone(
+            "key: AIzaSyA-1234567890abcdefghijklmnopqrstu",
+            "AIzaSyA-1234567890abcdefghijklmnopqrstu",
+            "google-api-key",
+            "yaml",
+        );
+        gone(
+            "tok = ya29.a0AfH6SMBx-abcdefghijklmnopqrstuv",
+            "ya29.a0AfH6SMBx",
+            "google-oauth-token",
+            "python",
+        );
+        gone(
+            "cs = GOCSPX-abcdefghijklmnopqrstuvwx",
+            "GOCSPX-abcdef",
+            "google-client-secret",
+            "python",
+        );
+        gone(
+            "stripe.api_key = sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "4eC39HqLyjWDarjtT1zdp7dc",
+            "stripe-key",
+            "python",
+        );
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        gone(&format!("h = \"{jwt}\""), jwt, "jwt", "python");
+    }
+
+    #[test]
+    fn private_key_blocks_even_unterminated() {
+        let block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\nabc\n-----END RSA PRIVATE KEY-----";
+        gone(
+            &format!("KEY = \"\"\"\n{block}\n\"\"\"\n"),
+            "MIIEowIBAAKCAQEA7",
+            "private-key",
+            "python",
+        );
+        gone("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE\n-----END OPENSSH PRIVATE KEY-----", "b3BlbnNzaC1rZXktdjE", "private-key", "");
+        gone(
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----",
+            "lQOYBF",
+            "private-key",
+            "",
+        );
+        gone(
+            "x = '''-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg",
+            "MIIEvQIBADANBg",
+            "private-key",
+            "python",
+        );
+        // A public key is not a secret.
+        let (out, _) = r(
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjAN\n-----END PUBLIC KEY-----",
+            "",
+        );
+        assert!(out.contains("MIIBIjAN"));
+    }
+
+    #[test]
+    fn passwords_in_urls() {
+        gone(
+            "DATABASE_URL = 'postgres://admin:hunter2@db:5432/app'",
+            "hunter2",
+            "url-password",
+            "python",
+        );
+        let (out, _) = r(
+            "see https://example.com/a:b and git@github.com:x/y",
+            "markdown",
+        );
+        assert_eq!(
+            out, "see https://example.com/a:b and git@github.com:x/y",
+            "no false positives"
+        );
+    }
+
+    #[test]
+    fn password_assignments() {
+        gone(
+            "password = \"correct horse\"",
+            "correct horse",
+            "password",
+            "python",
+        );
+        gone("db_password='hunter2'", "hunter2", "password", "python");
+        gone(
+            "{\"apiKey\": \"abc123xyz\"}",
+            "abc123xyz",
+            "password",
+            "json",
+        );
+        gone(
+            "$config['secret'] => 'letmein';",
+            "letmein",
+            "password",
+            "php",
+        );
+        gone("password: hunter2\n", "hunter2", "password", "yaml");
+        gone("passwd := `s3cr3t`", "s3cr3t", "password", "go");
+        gone("auth_token=abc123", "abc123", "password", "python");
+        // Code stays: variables, calls, attribute chains, comparisons, types.
+        for code in [
+            "password = get_password()",
+            "token = self.token",
+            "api_key = os.environ[\"API_KEY\"]",
+            "if password == other:",
+            "fn login(password: &str) -> bool",
+            "let token: String = read();",
+            "def f(password=None):",
+            "secret = new_secret",
+        ] {
+            let (out, kinds) = r(code, "rust");
+            assert_eq!(out, code, "code was redacted ({kinds:?})");
+        }
+    }
+
+    #[test]
+    fn env_style_lines() {
+        let env = "PORT=8080\nDB_PASSWORD=hunter2\nexport STRIPE_SECRET=\"whatever-value\"\nSESSION=Xy9Kq2Lm8Np4Rs7Tv1Wz3\nDEBUG=true\n";
+        let (out, kinds) = r(env, "dotenv");
+        assert!(
+            out.contains("PORT=8080") && out.contains("DEBUG=true"),
+            "harmless lines stay: {out}"
+        );
+        for s in ["hunter2", "whatever-value", "Xy9Kq2Lm8Np4Rs7Tv1Wz3"] {
+            assert!(!out.contains(s), "{s} survived: {out}");
+        }
+        assert!(kinds.contains(&"env-value"), "{kinds:?}");
+        // Python constants that read values from the environment stay.
+        let py = "API_KEY = os.environ[\"API_KEY\"]\nMAX_RETRIES = 5\n";
+        assert_eq!(r(py, "python").0, py);
+    }
+
+    #[test]
+    fn bearer_credentials() {
+        gone(
+            "curl -H 'Authorization: Bearer abc123def456ghi789jkl'",
+            "abc123def456ghi789jkl",
+            "bearer-token",
+            "sh",
+        );
+        gone(
+            "Authorization: Basic dXNlcjpwYXNzd29yZDEyMw==",
+            "dXNlcjpwYXNzd29yZDEyMw==",
+            "bearer-token",
+            "http",
+        );
+        let prose = "a basic understanding of bearer tokens";
+        assert_eq!(r(prose, "markdown").0, prose);
+    }
+
+    #[test]
+    fn ordinary_code_is_untouched() {
+        let code = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n";
+        let out = redact(code, "python");
+        assert_eq!(out.text, code);
+        assert_eq!(out.total(), 0);
+    }
+}
