@@ -81,7 +81,10 @@ struct Sample {
 
 fn stdlib_dir() -> PathBuf {
     let out = std::process::Command::new("python3")
-        .args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+        ])
         .output()
         .expect("python3");
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
@@ -96,7 +99,9 @@ fn registry_dirs(prefixes: &[&str]) -> Vec<PathBuf> {
         return out;
     };
     for i in idx.flatten() {
-        let Ok(crates) = std::fs::read_dir(i.path()) else { continue };
+        let Ok(crates) = std::fs::read_dir(i.path()) else {
+            continue;
+        };
         for c in crates.flatten() {
             let n = c.file_name().to_string_lossy().into_owned();
             if prefixes.iter().any(|p| {
@@ -112,7 +117,9 @@ fn registry_dirs(prefixes: &[&str]) -> Vec<PathBuf> {
 }
 
 fn files_under(dir: &Path, ext: &[&str], out: &mut Vec<PathBuf>, depth: usize) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
@@ -132,17 +139,34 @@ fn corpora() -> Vec<(&'static str, &'static str, Lang, Vec<PathBuf>)> {
     let mut py = Vec::new();
     files_under(&stdlib_dir(), &[".py"], &mut py, 1);
     let mut rs = Vec::new();
-    for d in registry_dirs(&["ropey", "regex", "serde_json", "tokio", "dashmap", "proptest"]) {
+    for d in registry_dirs(&[
+        "ropey",
+        "regex",
+        "serde_json",
+        "tokio",
+        "dashmap",
+        "proptest",
+    ]) {
         files_under(&d.join("src"), &[".rs"], &mut rs, 2);
     }
     let mut js = Vec::new();
-    files_under(Path::new("/usr/lib/node_modules/npm/lib"), &[".js"], &mut js, 2);
+    files_under(
+        Path::new("/usr/lib/node_modules/npm/lib"),
+        &[".js"],
+        &mut js,
+        2,
+    );
     let mut cpp = Vec::new();
     for d in registry_dirs(&["llama-cpp-sys-2"]) {
         files_under(&d.join("llama.cpp/src"), &[".cpp"], &mut cpp, 1);
     }
     let mut go = Vec::new();
-    files_under(Path::new("/usr/share/doc/git/contrib"), &[".go"], &mut go, 3);
+    files_under(
+        Path::new("/usr/share/doc/git/contrib"),
+        &[".go"],
+        &mut go,
+        3,
+    );
     vec![
         ("python", "python", Lang::Python, py),
         ("rust", "rust", Lang::Rust, rs),
@@ -155,19 +179,33 @@ fn corpora() -> Vec<(&'static str, &'static str, Lang, Vec<PathBuf>)> {
 fn is_statement_container(kind: &str) -> bool {
     matches!(
         kind,
-        "block" | "statement_block" | "compound_statement" | "statement_list" | "module"
-            | "source_file" | "program" | "declaration_list" | "class_body" | "translation_unit"
+        "block"
+            | "statement_block"
+            | "compound_statement"
+            | "statement_list"
+            | "module"
+            | "source_file"
+            | "program"
+            | "declaration_list"
+            | "class_body"
+            | "translation_unit"
     )
 }
 
 fn skip_kind(kind: &str) -> bool {
-    kind.contains("comment") || kind.contains("string") || kind.contains("import")
-        || kind.contains("include") || kind == "use_declaration" || kind.contains("preproc")
+    kind.contains("comment")
+        || kind.contains("string")
+        || kind.contains("import")
+        || kind.contains("include")
+        || kind == "use_declaration"
+        || kind.contains("preproc")
 }
 
 /// Candidate gaps in one file: (kind, start byte, end byte).
 fn candidates(lang: Lang, text: &str) -> Vec<(Kind, usize, usize)> {
-    let Some(tree) = parse_str(lang, text) else { return vec![] };
+    let Some(tree) = parse_str(lang, text) else {
+        return vec![];
+    };
     let mut out = Vec::new();
     let mut cursor = tree.walk();
     let line_of = |b: usize| text[..b].matches('\n').count();
@@ -185,7 +223,8 @@ fn candidates(lang: Lang, text: &str) -> Vec<(Kind, usize, usize)> {
         let ls = text[..s].rfind('\n').map(|i| i + 1).unwrap_or(0);
         let at_line_start = text[ls..s].trim().is_empty();
         let parent = n.parent().map(|p| p.kind()).unwrap_or("");
-        if single && at_line_start && is_statement_container(parent) && (6..=100).contains(&(e - s)) {
+        if single && at_line_start && is_statement_container(parent) && (6..=100).contains(&(e - s))
+        {
             let le = text[e..].find('\n').map(|i| e + i).unwrap_or(text.len());
             if text[e..le].trim().is_empty() {
                 out.push((Kind::Line, s, e));
@@ -195,9 +234,10 @@ fn candidates(lang: Lang, text: &str) -> Vec<(Kind, usize, usize)> {
             let mut count = 1;
             while count < 3 {
                 match last.next_named_sibling() {
-                    Some(nx) if !text[nx.start_byte()..nx.end_byte()].contains('\n')
-                        && !skip_kind(nx.kind())
-                        && line_of(nx.start_byte()) == line_of(last.end_byte()) + 1 =>
+                    Some(nx)
+                        if !text[nx.start_byte()..nx.end_byte()].contains('\n')
+                            && !skip_kind(nx.kind())
+                            && line_of(nx.start_byte()) == line_of(last.end_byte()) + 1 =>
                     {
                         last = nx;
                         count += 1;
@@ -208,7 +248,11 @@ fn candidates(lang: Lang, text: &str) -> Vec<(Kind, usize, usize)> {
             if count >= 2 && e - s <= 100 {
                 out.push((Kind::Block, s, last.end_byte()));
             }
-        } else if single && !at_line_start && (4..=60).contains(&(e - s)) && n.named_child_count() > 0 {
+        } else if single
+            && !at_line_start
+            && (4..=60).contains(&(e - s))
+            && n.named_child_count() > 0
+        {
             // An expression with structure (a call, a binary expression,
             // an argument list's element), not a lone identifier.
             let before = text[..s].chars().next_back().unwrap_or(' ');
@@ -231,7 +275,10 @@ fn build_samples(per_lang: usize, seed: u64, langs: &Option<Vec<String>>) -> Vec
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut out = Vec::new();
     for (lang_name, language_id, lang, mut files) in corpora() {
-        if langs.as_ref().is_some_and(|l| !l.iter().any(|x| x == lang_name)) {
+        if langs
+            .as_ref()
+            .is_some_and(|l| !l.iter().any(|x| x == lang_name))
+        {
             continue;
         }
         rng.shuffle(&mut files);
@@ -241,7 +288,9 @@ fn build_samples(per_lang: usize, seed: u64, langs: &Option<Vec<String>>) -> Vec
             if taken >= per_lang {
                 break;
             }
-            let Ok(text) = std::fs::read_to_string(f) else { continue };
+            let Ok(text) = std::fs::read_to_string(f) else {
+                continue;
+            };
             if text.len() > 400_000 || text.contains('\r') {
                 continue;
             }
@@ -261,7 +310,12 @@ fn build_samples(per_lang: usize, seed: u64, langs: &Option<Vec<String>>) -> Vec
             // Two sibling files from the same folder (the first ones by name).
             let dir = f.parent().unwrap();
             let mut sib = Vec::new();
-            files_under(dir, &[f.extension().map(|e| e.to_str().unwrap()).unwrap_or("")], &mut sib, 0);
+            files_under(
+                dir,
+                &[f.extension().map(|e| e.to_str().unwrap()).unwrap_or("")],
+                &mut sib,
+                0,
+            );
             let siblings: Vec<(PathBuf, String)> = sib
                 .into_iter()
                 .filter(|p| p != f)
@@ -353,20 +407,34 @@ fn run(samples: &[Sample], naive: bool, max_tokens: u32) -> Vec<(String, Kind, S
             .collect();
         if want != open_siblings {
             for u in &open_siblings {
-                s.notify("textDocument/didClose", json!({ "textDocument": { "uri": u } }));
+                s.notify(
+                    "textDocument/didClose",
+                    json!({ "textDocument": { "uri": u } }),
+                );
             }
             for ((_, t), u) in smp.siblings.iter().zip(&want) {
                 s.open(u, smp.language_id, t);
             }
             open_siblings = want;
         }
-        let uri = format!("file://{}.gap{i}.{}", smp.file.display(), smp.file.extension().unwrap().to_string_lossy());
+        let uri = format!(
+            "file://{}.gap{i}.{}",
+            smp.file.display(),
+            smp.file.extension().unwrap().to_string_lossy()
+        );
         s.open(&uri, smp.language_id, &smp.text);
         let t0 = Instant::now();
         let r = s.inline_completion(&uri, smp.line, smp.col);
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
-        s.notify("textDocument/didClose", json!({ "textDocument": { "uri": uri } }));
-        let mut sc = Score { n: 1, ms, ..Default::default() };
+        s.notify(
+            "textDocument/didClose",
+            json!({ "textDocument": { "uri": uri } }),
+        );
+        let mut sc = Score {
+            n: 1,
+            ms,
+            ..Default::default()
+        };
         let got = if r.get("error").is_some() {
             sc.errors = 1;
             String::new()
@@ -401,7 +469,12 @@ fn add(a: &mut Score, b: &Score) {
 
 fn main() {
     common::model_path();
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let per_lang = env("QUALITY_SAMPLES", 40) as usize;
     let seed = env("QUALITY_SEED", 7);
     let max_tokens = env("QUALITY_MAX_TOKENS", 48) as u32;
@@ -444,7 +517,11 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut all = (Score::default(), Score::default());
     let mut rows: Vec<(String, Score, Score)> = Vec::new();
-    for name in names.iter().map(String::as_str).chain(["expr", "line", "block"]) {
+    for name in names
+        .iter()
+        .map(String::as_str)
+        .chain(["expr", "line", "block"])
+    {
         let mut a = Score::default();
         let mut b = Score::default();
         for i in 0..samples.len() {
@@ -494,7 +571,11 @@ fn main() {
         if name == "expr" {
             print("**all**", &all.0, &all.1);
         }
-        let label = if by_kind_total(name) { format!("kind: {name}") } else { name.clone() };
+        let label = if by_kind_total(name) {
+            format!("kind: {name}")
+        } else {
+            name.clone()
+        };
         print(&label, a, b);
     }
     let errors: usize = naive.iter().chain(&default).map(|r| r.2.errors).sum();

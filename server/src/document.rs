@@ -226,7 +226,13 @@ impl Document {
                 // the re-parse happens once per batch (`DocumentStore::apply`)
                 // or lazily in `Document::tree`.
                 if let Some(syn) = self.syntax.as_mut() {
-                    syn.edit(&syntax::input_edit(&before, &self.rope, sb, eb, edit.text.len()));
+                    syn.edit(&syntax::input_edit(
+                        &before,
+                        &self.rope,
+                        sb,
+                        eb,
+                        edit.text.len(),
+                    ));
                 }
             }
         }

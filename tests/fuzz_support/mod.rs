@@ -13,9 +13,9 @@
 
 #![allow(dead_code)]
 
+use serde_json::{json, Value};
 use slm_ls::document::{DocError, Document, DocumentStore, Edit, Encoding, Position};
 use slm_ls::lsp::framing::{self, Frame, FrameDecoder, MAX_HEADER_BYTES};
-use serde_json::{json, Value};
 
 /// Reads fuzz bytes as a stream of small decisions; runs out gracefully.
 pub struct Bytes<'a> {
@@ -307,7 +307,11 @@ pub fn check_edits(data: &[u8]) {
         if b.u8() % 4 == 0 {
             doc.reparse();
             if let Some(tree) = doc.tree() {
-                assert_eq!(tree.root_node().end_byte(), now.len(), "tree out of step with the text");
+                assert_eq!(
+                    tree.root_node().end_byte(),
+                    now.len(),
+                    "tree out of step with the text"
+                );
             }
         }
         // Positions agree with the model (not between \r and \n).
@@ -347,4 +351,3 @@ pub fn check_edits(data: &[u8]) {
         store.open("file:///f", &now, version, lang);
     }
 }
-

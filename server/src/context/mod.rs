@@ -224,7 +224,10 @@ fn enclosing_block_closed(tree: &tree_sitter::Tree, byte: usize) -> bool {
             };
             return !last.is_named()
                 && !last.is_missing()
-                && matches!(last.kind(), "}" | "]" | ")" | "end" | "done" | "fi" | "esac")
+                && matches!(
+                    last.kind(),
+                    "}" | "]" | ")" | "end" | "done" | "fi" | "esac"
+                )
                 && last.start_byte() >= byte;
         }
         match node.parent() {

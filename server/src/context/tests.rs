@@ -5,7 +5,12 @@ use super::*;
 use crate::document::Document;
 
 /// Fixture: `$0` marks the cursor; `path`'s extension picks the language.
-pub(crate) fn fixture_with(path: &str, fixture: &str, cfg: &ContextConfig, others: &[OtherDoc]) -> Context {
+pub(crate) fn fixture_with(
+    path: &str,
+    fixture: &str,
+    cfg: &ContextConfig,
+    others: &[OtherDoc],
+) -> Context {
     let cursor = fixture.find("$0").expect("fixture needs $0");
     let text = fixture.replace("$0", "");
     let doc = Document::with_path(&text, 0, "", path);
@@ -22,7 +27,13 @@ fn ctx(fixture: &str, multiline: bool) -> Context {
     let text = fixture.replace("$0", "");
     let doc = Document::new(&text, 0, "python");
     let cursor_char = text[..cursor].chars().count();
-    build(&doc, cursor_char, &ContextConfig::default(), "a.py", multiline)
+    build(
+        &doc,
+        cursor_char,
+        &ContextConfig::default(),
+        "a.py",
+        multiline,
+    )
 }
 
 #[test]
@@ -30,7 +41,10 @@ fn splits_prefix_and_suffix_at_the_cursor() {
     let c = ctx("def f(x):\n    return x$0 + 1\n", true);
     assert_eq!(c.input.prefix, "def f(x):\n    return x");
     assert_eq!(c.input.suffix, " + 1\n");
-    assert!(c.stop.single_line, "code after the cursor means single line");
+    assert!(
+        c.stop.single_line,
+        "code after the cursor means single line"
+    );
     assert_eq!(c.lang, Some(Lang::Python));
 }
 
@@ -83,7 +97,9 @@ fn window_start_moves_in_steps() {
 fn python_cut_window_keeps_imports_and_enclosing_headers() {
     let mut src = String::from("import os\nfrom typing import List\n\nclass Store(Base):\n    def load(self, path: str) -> List[str]:\n        out = []\n");
     for i in 0..120 {
-        src.push_str(&format!("        value_{i} = os.path.join(path, \"part_{i}\")\n"));
+        src.push_str(&format!(
+            "        value_{i} = os.path.join(path, \"part_{i}\")\n"
+        ));
     }
     src.push_str("        $0\n");
     let cfg = ContextConfig {
@@ -130,7 +146,9 @@ fn rust_cut_window_keeps_use_and_impl_header() {
 fn js_and_go_windows_start_at_statements() {
     let mut js = String::from("import { a } from './a.js';\n\nexport function build(items) {\n");
     for i in 0..60 {
-        js.push_str(&format!("  const o{i} = make({{\n    id: {i},\n    name: 'n{i}',\n  }});\n"));
+        js.push_str(&format!(
+            "  const o{i} = make({{\n    id: {i},\n    name: 'n{i}',\n  }});\n"
+        ));
     }
     js.push_str("  $0\n}\n");
     let cfg = ContextConfig {
@@ -139,7 +157,9 @@ fn js_and_go_windows_start_at_statements() {
     };
     let c = fixture_with("build.js", &js, &cfg, &[]);
     assert!(
-        c.input.prefix.starts_with("import { a } from './a.js';\n\nexport function build(items) {\n  const o"),
+        c.input.prefix.starts_with(
+            "import { a } from './a.js';\n\nexport function build(items) {\n  const o"
+        ),
         "{}",
         c.input.prefix
     );
@@ -151,7 +171,9 @@ fn js_and_go_windows_start_at_statements() {
     go.push_str("\t$0\n}\n");
     let c = fixture_with("main.go", &go, &cfg, &[]);
     assert!(
-        c.input.prefix.starts_with("package main\nimport \"fmt\"\n\nfunc run(xs []int) {\n\tfmt.Println(\n"),
+        c.input
+            .prefix
+            .starts_with("package main\nimport \"fmt\"\n\nfunc run(xs []int) {\n\tfmt.Println(\n"),
         "{}",
         c.input.prefix
     );
@@ -163,7 +185,9 @@ fn js_and_go_windows_start_at_statements() {
 fn prompt_head_is_stable_while_typing() {
     let mut src = String::from("import os\n\ndef main():\n");
     for i in 0..150 {
-        src.push_str(&format!("    settings = load_config(settings, environ) # {i}\n"));
+        src.push_str(&format!(
+            "    settings = load_config(settings, environ) # {i}\n"
+        ));
     }
     let cfg = ContextConfig {
         prefix_tokens: 400,
@@ -171,7 +195,11 @@ fn prompt_head_is_stable_while_typing() {
     };
     let other = OtherDoc {
         path: "util.py".into(),
-        doc: Document::new("def load_config(settings, environ):\n    return settings.update(environ)\n", 0, "python"),
+        doc: Document::new(
+            "def load_config(settings, environ):\n    return settings.update(environ)\n",
+            0,
+            "python",
+        ),
     };
     let mut heads = Vec::new();
     for typed in ["", "p", "pr", "pri", "prin", "print(x1"] {
@@ -200,8 +228,14 @@ fn cross_file_snippets_ranked_deduplicated_and_never_secrets() {
         mk("copy/headers.py", related),
         mk("unrelated.py", "def area(r):\n    return 3.14 * r * r\n"),
         mk(".env", "API_KEY=parse_header_secret line split strip\n"),
-        mk("deploy/id_rsa", "-----BEGIN OPENSSH PRIVATE KEY-----\nparse_header line split\n"),
-        mk("notes.txt", "-----BEGIN RSA PRIVATE KEY-----\nparse_header key value line split strip\n"),
+        mk(
+            "deploy/id_rsa",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nparse_header line split\n",
+        ),
+        mk(
+            "notes.txt",
+            "-----BEGIN RSA PRIVATE KEY-----\nparse_header key value line split strip\n",
+        ),
     ];
     let c = fixture_with(
         "server.py",
@@ -219,10 +253,22 @@ fn cross_file_snippets_ranked_deduplicated_and_never_secrets() {
 
 #[test]
 fn skips_mid_word_comments_and_prose_strings() {
-    assert_eq!(fixture("a.py", "value = compu$0te(x)\n").skip, Some(Skip::MidWord));
-    assert_eq!(fixture("a.py", "x = 1  # the value of $0\n").skip, Some(Skip::Comment));
-    assert_eq!(fixture("a.rs", "fn f() {\n    // TODO: handle $0\n}\n").skip, Some(Skip::Comment));
-    assert_eq!(fixture("a.go", "/* block $0 comment */\nfunc f() {}\n").skip, Some(Skip::Comment));
+    assert_eq!(
+        fixture("a.py", "value = compu$0te(x)\n").skip,
+        Some(Skip::MidWord)
+    );
+    assert_eq!(
+        fixture("a.py", "x = 1  # the value of $0\n").skip,
+        Some(Skip::Comment)
+    );
+    assert_eq!(
+        fixture("a.rs", "fn f() {\n    // TODO: handle $0\n}\n").skip,
+        Some(Skip::Comment)
+    );
+    assert_eq!(
+        fixture("a.go", "/* block $0 comment */\nfunc f() {}\n").skip,
+        Some(Skip::Comment)
+    );
     assert_eq!(
         fixture("a.py", "def f():\n    \"\"\"Return the $0\"\"\"\n").skip,
         Some(Skip::ProseString)
@@ -238,7 +284,10 @@ fn skips_mid_word_comments_and_prose_strings() {
     assert_eq!(fixture("a.rs", "/* done */ $0\n").skip, None);
     assert_eq!(fixture("a.ts", "const k = `${a}-$0`;\n").skip, None);
     // Comments are allowed when configured.
-    let cfg = ContextConfig { comments: true, ..Default::default() };
+    let cfg = ContextConfig {
+        comments: true,
+        ..Default::default()
+    };
     assert_eq!(fixture_with("a.py", "# $0\n", &cfg, &[]).skip, None);
     // Unknown languages: only the mid-word rule applies.
     assert_eq!(fixture("notes.txt", "# see $0\n").skip, None);
@@ -255,8 +304,16 @@ fn unknown_languages_complete_with_plain_text() {
 
 #[test]
 fn naive_mode_is_a_plain_window() {
-    let cfg = ContextConfig { naive: true, ..Default::default() };
-    let c = fixture_with("a.py", "import os\n\ndef f():\n    # a comment $0\n", &cfg, &[]);
+    let cfg = ContextConfig {
+        naive: true,
+        ..Default::default()
+    };
+    let c = fixture_with(
+        "a.py",
+        "import os\n\ndef f():\n    # a comment $0\n",
+        &cfg,
+        &[],
+    );
     assert!(c.naive);
     assert_eq!(c.skip, None);
     assert_eq!(c.input.prefix, "import os\n\ndef f():\n    # a comment ");
@@ -276,9 +333,14 @@ fn long_lines_are_bounded() {
 
 #[test]
 fn indentation_style_is_detected() {
-    assert_eq!(detect_indent("a:\n\tb\n\t\tc\n".chars()), Some(Indent::Tabs));
-    assert_eq!(detect_indent("a:\n  b\n    c\n  d\n".chars()), Some(Indent::Spaces(2)));
+    assert_eq!(
+        detect_indent("a:\n\tb\n\t\tc\n".chars()),
+        Some(Indent::Tabs)
+    );
+    assert_eq!(
+        detect_indent("a:\n  b\n    c\n  d\n".chars()),
+        Some(Indent::Spaces(2))
+    );
     assert_eq!(detect_indent("a\nb\n".chars()), None);
     assert_eq!(fixture("a.go", "func f() {\n$0").indent, Indent::Tabs);
 }
-

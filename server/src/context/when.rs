@@ -67,9 +67,14 @@ pub fn skip(
     // The node holding the character before the cursor: the cursor is in a
     // comment or string when that character is (and it is not the
     // literal's closing delimiter).
-    let node = tree.root_node().descendant_for_byte_range(byte - 1, byte)
+    let node = tree
+        .root_node()
+        .descendant_for_byte_range(byte - 1, byte)
         .filter(|n| n.start_byte() < byte)
-        .or_else(|| tree.root_node().descendant_for_byte_range(byte - 1, byte - 1))?;
+        .or_else(|| {
+            tree.root_node()
+                .descendant_for_byte_range(byte - 1, byte - 1)
+        })?;
     let mut n: Option<Node> = Some(node);
     while let Some(cur) = n {
         if cur.end_byte() < byte {
@@ -130,7 +135,10 @@ fn is_prose(doc: &Document, string: Node) -> bool {
         .trim_matches(|c: char| matches!(c, '"' | '\'' | '`'));
     let words = body
         .split_whitespace()
-        .filter(|w| w.chars().all(|c| c.is_alphabetic() || ",.;:!?'-".contains(c)))
+        .filter(|w| {
+            w.chars()
+                .all(|c| c.is_alphabetic() || ",.;:!?'-".contains(c))
+        })
         .count();
     let code_like = body.contains([
         '{', '}', '(', ')', '=', '<', '>', '/', '\\', '%', '$', '[', ']',
@@ -141,7 +149,12 @@ fn is_prose(doc: &Document, string: Node) -> bool {
 /// Single line when the cursor sits inside a line with code after it or in
 /// the middle of a statement; multi-line at a block opener or on a blank
 /// line, bounded by the scope's indentation and the next line of the suffix.
-pub fn stop_rules(line_prefix: &str, line_suffix: &str, suffix: &str, multiline: bool) -> StopRules {
+pub fn stop_rules(
+    line_prefix: &str,
+    line_suffix: &str,
+    suffix: &str,
+    multiline: bool,
+) -> StopRules {
     let rest_has_code = line_suffix
         .trim_end_matches(['\r', '\n'])
         .chars()

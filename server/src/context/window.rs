@@ -36,7 +36,11 @@ pub fn prefix(doc: &Document, tree: Option<&Tree>, cursor: usize, budget: usize)
     let rope = &doc.rope;
     let line = rope.char_to_line(cursor);
     let line_start = rope.line_to_char(line);
-    let reserve = if tree.is_some() { budget / HEADER_SHARE } else { 0 };
+    let reserve = if tree.is_some() {
+        budget / HEADER_SHARE
+    } else {
+        0
+    };
     let window_budget = budget - reserve;
 
     let mut start_line = line;
@@ -56,8 +60,8 @@ pub fn prefix(doc: &Document, tree: Option<&Tree>, cursor: usize, budget: usize)
     }
     let mut header = String::new();
     if let (Some(tree), true) = (tree, start_line > 0) {
-        if let Some(b) = (start_line..line.min(start_line + WINDOW_STEP))
-            .find(|&l| is_boundary(rope, tree, l))
+        if let Some(b) =
+            (start_line..line.min(start_line + WINDOW_STEP)).find(|&l| is_boundary(rope, tree, l))
         {
             start_line = b;
         }
@@ -107,7 +111,11 @@ fn spanning(tree: &Tree, byte: usize) -> Option<Node<'_>> {
     let mut node = tree.root_node().descendant_for_byte_range(byte, byte)?;
     loop {
         if node.start_byte() < byte && node.end_byte() > byte {
-            return if node.parent().is_none() { None } else { Some(node) };
+            return if node.parent().is_none() {
+                None
+            } else {
+                Some(node)
+            };
         }
         node = node.parent()?;
     }
@@ -135,15 +143,25 @@ fn header_above(
     }
     let probe_byte = rope.char_to_byte(probe).saturating_sub(1).min(cursor_byte);
     let indent_scoped = doc_indent_scoped
-        && rope.slice(line_start..cursor).chars().all(char::is_whitespace);
+        && rope
+            .slice(line_start..cursor)
+            .chars()
+            .all(char::is_whitespace);
     // Enclosing scopes, innermost first.
     let mut scopes: Vec<String> = Vec::new();
-    if let Some(mut node) = tree.root_node().descendant_for_byte_range(probe_byte, probe_byte) {
+    if let Some(mut node) = tree
+        .root_node()
+        .descendant_for_byte_range(probe_byte, probe_byte)
+    {
         loop {
             // A definition the cursor is indented deeper than (on a blank
             // line, indentation says which blocks are still open).
             let l = rope.byte_to_line(node.start_byte());
-            let col = rope.line(l).chars().take_while(|c| *c == ' ' || *c == '\t').count();
+            let col = rope
+                .line(l)
+                .chars()
+                .take_while(|c| *c == ' ' || *c == '\t')
+                .count();
             let encloses = !indent_scoped || col < column;
             if kinds::is_scope(node.kind()) && node.start_byte() < window_byte && encloses {
                 if let Some(h) = scope_header(rope, node) {

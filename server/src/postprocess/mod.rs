@@ -71,7 +71,10 @@ pub fn drop_copy_of_line_above(text: &str, ctx: &Context) -> String {
     let line = format!("{}{}", ctx.line_prefix, first);
     let line = line.trim();
     let above = ctx.line_above.trim();
-    if !first.trim().is_empty() && line.len() > 3 && line == above && ctx.line_suffix.trim().is_empty()
+    if !first.trim().is_empty()
+        && line.len() > 3
+        && line == above
+        && ctx.line_suffix.trim().is_empty()
     {
         return String::new();
     }
@@ -241,7 +244,9 @@ pub fn drop_suffix_overlap(text: &str, ctx: &Context) -> String {
     for (k, _) in rest_t.char_indices().skip(1).chain([(rest_t.len(), ' ')]) {
         let piece = &rest_t[..k];
         if first.ends_with(piece) {
-            let symbolic = piece.chars().any(|c| !c.is_alphanumeric() && !c.is_whitespace() && c != '_');
+            let symbolic = piece
+                .chars()
+                .any(|c| !c.is_alphanumeric() && !c.is_whitespace() && c != '_');
             if symbolic || k == rest_t.len() {
                 best = k;
             }

@@ -23,7 +23,13 @@ fn trailing_whitespace_goes() {
 
 #[test]
 fn whitespace_only_is_no_suggestion() {
-    check(drop_whitespace_only, "a.rs", "fn f() {\n    $0\n}\n", "  \n\t\n", "");
+    check(
+        drop_whitespace_only,
+        "a.rs",
+        "fn f() {\n    $0\n}\n",
+        "  \n\t\n",
+        "",
+    );
     check(clean, "a.go", "func f() {\n\t$0\n}\n", "\n\n   ", "");
 }
 
@@ -46,7 +52,13 @@ fn copy_of_the_line_above_is_dropped() {
         "",
     );
     // A different line is kept.
-    check(drop_copy_of_line_above, "a.py", "x = 1\n$0\n", "y = 2", "y = 2");
+    check(
+        drop_copy_of_line_above,
+        "a.py",
+        "x = 1\n$0\n",
+        "y = 2",
+        "y = 2",
+    );
 }
 
 #[test]
@@ -140,28 +152,88 @@ fn scope_rules_apply_to_the_last_line_too() {
 
 #[test]
 fn closing_bracket_already_there_is_not_repeated() {
-    check(balance_against_suffix, "a.py", "print($0)\n", "x, y)", "x, y");
-    check(balance_against_suffix, "a.rs", "let v = f($0);\n", "a, g(b));", "a, g(b)");
-    check(balance_against_suffix, "a.go", "x := m[$0]\n", "key]", "key");
-    check(balance_against_suffix, "a.ts", "const a = [$0];\n", "1, 2, 3];", "1, 2, 3");
+    check(
+        balance_against_suffix,
+        "a.py",
+        "print($0)\n",
+        "x, y)",
+        "x, y",
+    );
+    check(
+        balance_against_suffix,
+        "a.rs",
+        "let v = f($0);\n",
+        "a, g(b));",
+        "a, g(b)",
+    );
+    check(
+        balance_against_suffix,
+        "a.go",
+        "x := m[$0]\n",
+        "key]",
+        "key",
+    );
+    check(
+        balance_against_suffix,
+        "a.ts",
+        "const a = [$0];\n",
+        "1, 2, 3];",
+        "1, 2, 3",
+    );
     // Nothing to balance against: kept.
     check(balance_against_suffix, "a.py", "print($0\n", "x)", "x)");
     // Brackets inside strings do not count.
-    check(balance_against_suffix, "a.js", "log($0)\n", "')' + x)", "')' + x");
+    check(
+        balance_against_suffix,
+        "a.js",
+        "log($0)\n",
+        "')' + x)",
+        "')' + x",
+    );
 }
 
 #[test]
 fn closing_quote_already_there_is_not_repeated() {
-    check(balance_against_suffix, "a.py", "open(\"data/$0\")\n", "file.txt\")", "file.txt");
-    check(balance_against_suffix, "a.js", "import x from '$0';\n", "./x.js';", "./x.js");
+    check(
+        balance_against_suffix,
+        "a.py",
+        "open(\"data/$0\")\n",
+        "file.txt\")",
+        "file.txt",
+    );
+    check(
+        balance_against_suffix,
+        "a.js",
+        "import x from '$0';\n",
+        "./x.js';",
+        "./x.js",
+    );
     // A Rust lifetime is not a quote.
-    check(balance_against_suffix, "a.rs", "fn f(x: &$0) {}\n", "'a str) {}", "'a str");
+    check(
+        balance_against_suffix,
+        "a.rs",
+        "fn f(x: &$0) {}\n",
+        "'a str) {}",
+        "'a str",
+    );
 }
 
 #[test]
 fn suffix_overlap_is_dropped() {
-    check(drop_suffix_overlap, "a.py", "y = x$0 + 1\n", " * 2 + 1", " * 2");
-    check(drop_suffix_overlap, "a.rs", "let a = b$0;\n", ".len();", ".len()");
+    check(
+        drop_suffix_overlap,
+        "a.py",
+        "y = x$0 + 1\n",
+        " * 2 + 1",
+        " * 2",
+    );
+    check(
+        drop_suffix_overlap,
+        "a.rs",
+        "let a = b$0;\n",
+        ".len();",
+        ".len()",
+    );
     check(drop_suffix_overlap, "a.go", "if x $0{\n", "> 0 {", "> 0 ");
     check(clean, "a.go", "if x $0{\n", "> 0 {", "> 0 ");
     // A word that merely ends like the suffix is not eaten.
@@ -205,7 +277,13 @@ fn multiline_results_keep_the_documents_indentation() {
 
 #[test]
 fn pipeline_examples_per_language() {
-    check(clean, "a.py", "def f(x):\n    return g($0)\n", "x, 1)\n    return None", "x, 1");
+    check(
+        clean,
+        "a.py",
+        "def f(x):\n    return g($0)\n",
+        "x, 1)\n    return None",
+        "x, 1",
+    );
     check(
         clean,
         "a.rs",
@@ -213,7 +291,13 @@ fn pipeline_examples_per_language() {
         "println!(\"hi\");   \n}\n\nfn other() {}",
         "println!(\"hi\");",
     );
-    check(clean, "a.ts", "const n: number = $0;\n", "compute(1);", "compute(1)");
+    check(
+        clean,
+        "a.ts",
+        "const n: number = $0;\n",
+        "compute(1);",
+        "compute(1)",
+    );
     check(
         clean,
         "a.go",

@@ -89,9 +89,7 @@ impl Lang {
             "tsx" => Lang::Tsx,
             "go" => Lang::Go,
             "c" | "h" => Lang::C,
-            "cc" | "cpp" | "cxx" | "c++" | "hpp" | "hh" | "hxx" | "h++" | "ipp" | "cu" => {
-                Lang::Cpp
-            }
+            "cc" | "cpp" | "cxx" | "c++" | "hpp" | "hh" | "hxx" | "h++" | "ipp" | "cu" => Lang::Cpp,
             "java" => Lang::Java,
             "lua" => Lang::Lua,
             "sh" | "bash" | "zsh" => Lang::Bash,
@@ -322,7 +320,10 @@ mod tests {
             (Lang::Rust, "fn main() { let x = 1; }"),
             (Lang::Python, "def f(x):\n    return x\n"),
             (Lang::JavaScript, "function f(x) { return x; }"),
-            (Lang::TypeScript, "function f(x: number): number { return x; }"),
+            (
+                Lang::TypeScript,
+                "function f(x: number): number { return x; }",
+            ),
             (Lang::Tsx, "const a = <div>{x}</div>;"),
             (Lang::Go, "package main\nfunc main() {}\n"),
             (Lang::C, "int main(void) { return 0; }"),
@@ -333,7 +334,11 @@ mod tests {
         ];
         for (lang, src) in samples {
             let tree = parse_str(*lang, src).unwrap_or_else(|| panic!("{lang:?}"));
-            assert!(!tree.root_node().has_error(), "{lang:?}: {}", tree.root_node().to_sexp());
+            assert!(
+                !tree.root_node().has_error(),
+                "{lang:?}: {}",
+                tree.root_node().to_sexp()
+            );
         }
         assert_eq!(samples.len(), Lang::ALL.len());
     }
@@ -341,7 +346,10 @@ mod tests {
     #[test]
     fn language_from_id_then_extension() {
         assert_eq!(Lang::detect("python", "x.txt"), Some(Lang::Python));
-        assert_eq!(Lang::detect("plaintext", "file:///a/b.rs"), Some(Lang::Rust));
+        assert_eq!(
+            Lang::detect("plaintext", "file:///a/b.rs"),
+            Some(Lang::Rust)
+        );
         assert_eq!(Lang::detect("typescriptreact", "a"), Some(Lang::Tsx));
         assert_eq!(Lang::detect("", "x.hpp"), Some(Lang::Cpp));
         assert_eq!(Lang::detect("markdown", "README.md"), None);
@@ -379,7 +387,12 @@ mod proptests {
         let mut cursor = tree.walk();
         loop {
             let n = cursor.node();
-            out.push((n.kind().to_string(), n.start_byte(), n.end_byte(), n.is_missing()));
+            out.push((
+                n.kind().to_string(),
+                n.start_byte(),
+                n.end_byte(),
+                n.is_missing(),
+            ));
             if cursor.goto_first_child() {
                 continue;
             }
