@@ -96,7 +96,9 @@ export const SETTINGS: SettingSpec[] = [
   // --- context ---
   { key: 'context.prefixTokens', type: 'integer', default: 1536, minimum: 0, description: 'Token budget for the text before the cursor.' },
   { key: 'context.suffixTokens', type: 'integer', default: 256, minimum: 0, description: 'Token budget for the text after the cursor (FIM models only).' },
-  { key: 'context.extraTokens', type: 'integer', default: 0, minimum: 0, description: 'Token budget for snippets from other open files.' },
+  { key: 'context.extraTokens', type: 'integer', default: 256, minimum: 0, description: 'Token budget for snippets from other open files.' },
+  { key: 'context.comments', type: 'boolean', default: false, description: 'Also suggest inside comments (off: no request there).' },
+  { key: 'context.naive', type: 'boolean', default: false, description: 'Benchmark baseline: plain line window, no cross-file snippets, no skipping, no post-processing.' },
   // --- remote (explain) ---
   {
     key: 'remote.provider', type: 'string', default: 'openai', enum: ['openai', 'anthropic', 'ollama'],
