@@ -88,7 +88,7 @@ mod bounded_run {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
         #[test]
         fn framing_proptest(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024)) {
             crate::fuzz_support::check_framing(&data);
