@@ -9,7 +9,8 @@ cd "$(dirname "$0")"
 
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
-[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null | head -1)" ] || need_apt+=(libclang-dev clang)
+# libclang itself (bindgen loads it), not libclang-cpp, which some images ship alone.
+[ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* 2>/dev/null | head -1)" ] || need_apt+=(libclang-dev clang)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
