@@ -50,8 +50,15 @@ pub fn prepare_with(
         max_time_ms: config.completion.max_time_ms,
         stop: ctx.stop.clone(),
     };
-    let key = cache_key(path, &ctx.input.prefix, &ctx.line_suffix);
+    let key = cache_key(path, &doc_prefix(&ctx), &ctx.line_suffix);
     Prepared { ctx, params, key }
+}
+
+/// The document text the prompt's prefix stands for: the prompt leaves the
+/// healed whitespace out, but the typed-ahead cache must tell `return` from
+/// `return ` (both have the same prompt prefix).
+fn doc_prefix(ctx: &Context) -> String {
+    format!("{}{}", ctx.input.prefix, ctx.healed)
 }
 
 fn cache_key(path: &str, prefix: &str, line_suffix: &str) -> u64 {
@@ -91,7 +98,7 @@ impl TypedAhead {
         }
         let first_line_end = text.find('\n').unwrap_or(text.len());
         let mut entries = self.entries.lock().unwrap();
-        let mut prefix = prep.ctx.input.prefix.clone();
+        let mut prefix = doc_prefix(&prep.ctx);
         for (i, ch) in text[..first_line_end].char_indices() {
             let key = cache_key(path, &prefix, &prep.ctx.line_suffix);
             entries.push_back((key, text[i..].to_string()));
@@ -152,4 +159,38 @@ pub async fn run(
         }
     }
     Completion::Failed("the inference thread stopped".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prepare a request for `text` with the cursor at its end.
+    fn prep_at_end(text: &str) -> Prepared {
+        let doc = Document::with_path(text, 0, "python", "a.py");
+        prepare(&doc, doc.rope.len_chars(), &Config::default(), "a.py")
+    }
+
+    #[test]
+    fn typed_ahead_serves_the_rest_of_a_suggestion_as_it_is_typed() {
+        let cache = TypedAhead::default();
+        let src = "def f(x):\n    ";
+        let shown = prep_at_end(src);
+        assert_eq!(
+            shown.ctx.healed, " ",
+            "the space before the cursor is healed"
+        );
+        cache.insert(&shown, "a.py", "return x");
+        assert_eq!(cache.get(shown.key).as_deref(), Some("return x"));
+        for (typed, rest) in [("r", "eturn x"), ("return", " x"), ("return ", "x")] {
+            let p = prep_at_end(&format!("{src}{typed}"));
+            assert_eq!(
+                cache.get(p.key).as_deref(),
+                Some(rest),
+                "after typing {typed:?}"
+            );
+        }
+        // Typing something else is a miss.
+        assert_eq!(cache.get(prep_at_end(&format!("{src}y")).key), None);
+    }
 }

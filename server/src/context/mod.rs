@@ -73,6 +73,15 @@ pub struct Context {
     pub indent: Indent,
     /// The line above the cursor's line (without its terminator).
     pub line_above: String,
+    /// The space or tab right before the cursor, which the prompt leaves
+    /// out: in the BPE vocabularies of code models a word's leading space
+    /// belongs to the word (` return`) and a run of indentation before code
+    /// is split before its last character (`\n\t` + `\t` + `fmt`), so a
+    /// prompt ending in whitespace tokenizes unlike any code the model saw
+    /// (measured: Go lines after tab indentation came back with one tab too
+    /// many). The model writes it itself and post-processing removes it
+    /// again. Empty when not healed.
+    pub healed: String,
     /// `context.naive`: plain prefix window, no post-processing (the
     /// quality benchmark's baseline).
     pub naive: bool,
@@ -134,7 +143,14 @@ pub fn build_with(
         let want = cursor - budget;
         start_char = (want.div_ceil(CHAR_STEP) * CHAR_STEP).min(cursor);
     }
-    let prefix = format!("{}{}", win.header, rope.slice(start_char..cursor));
+    let mut prefix = format!("{}{}", win.header, rope.slice(start_char..cursor));
+    let healed = match prefix.chars().next_back() {
+        Some(c @ (' ' | '\t')) if !naive && line_prefix.ends_with(c) => {
+            prefix.pop();
+            c.to_string()
+        }
+        _ => String::new(),
+    };
 
     // Suffix: the rest of the line and following lines, within budget.
     let sbudget = cfg.suffix_tokens as usize * CHARS_PER_TOKEN;
@@ -202,6 +218,7 @@ pub fn build_with(
         lang,
         indent,
         line_above,
+        healed,
         naive,
         block_closed,
     }

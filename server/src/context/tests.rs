@@ -206,7 +206,7 @@ fn prompt_head_is_stable_while_typing() {
         let fx = format!("{src}    {typed}$0\n");
         let c = fixture_with("main.py", &fx, &cfg, std::slice::from_ref(&other));
         let p = &c.input.prefix;
-        let head = p[..p.len() - c.line_prefix.len()].to_string();
+        let head = p[..p.len() - (c.line_prefix.len() - c.healed.len())].to_string();
         heads.push((c.input.extras.clone(), head));
     }
     assert!(!heads[0].0.is_empty(), "the similar snippet is found");
@@ -343,4 +343,77 @@ fn indentation_style_is_detected() {
     );
     assert_eq!(detect_indent("a\nb\n".chars()), None);
     assert_eq!(fixture("a.go", "func f() {\n$0").indent, Indent::Tabs);
+}
+
+/// Context extraction and post-processing never panic, whatever the text,
+/// the cursor, the language and the model's output.
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &[
+        "fn ",
+        "def ",
+        "class ",
+        "x",
+        "y1",
+        " ",
+        "\n",
+        "\r\n",
+        "    ",
+        "\t",
+        "(",
+        ")",
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ";",
+        ",",
+        "=",
+        "\"",
+        "'",
+        "`",
+        "#",
+        "//",
+        "/*",
+        "*/",
+        "--",
+        "return ",
+        "import os\n",
+        "use a::b;\n",
+        "é",
+        "😀",
+        "\\",
+        "${",
+        "end",
+        "then",
+    ];
+
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..max).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn build_and_clean(
+            lang_i in 0usize..Lang::ALL.len() + 1,
+            body in text(80),
+            other in text(40),
+            raw in text(20),
+            at in any::<prop::sample::Index>(),
+            budget in 1u32..200,
+        ) {
+            let ext = ["rs", "py", "js", "ts", "tsx", "go", "c", "cpp", "java", "lua", "sh", "txt"][lang_i];
+            let path = format!("a.{ext}");
+            let doc = Document::with_path(&body, 0, "", &path);
+            let cursor = at.index(doc.rope.len_chars() + 1);
+            let cfg = ContextConfig { prefix_tokens: budget, suffix_tokens: budget / 2, extra_tokens: budget, ..Default::default() };
+            let others = [OtherDoc { path: format!("b.{ext}"), doc: Document::with_path(&other, 0, "", "b.rs") }];
+            let c = build_with(&doc, cursor, &cfg, &path, true, &others);
+            let _ = crate::postprocess::clean(&raw, &c);
+        }
+    }
 }
