@@ -29,7 +29,7 @@ pub const QUERY_STEP: usize = 8;
 /// Lines of each other document considered (bounded cost per request).
 pub const MAX_LINES_PER_DOC: usize = 2000;
 /// Other documents considered per request.
-pub const MAX_DOCS: usize = 16;
+pub const MAX_DOCS: usize = 8;
 /// A chunk must share at least this much with the query.
 const MIN_SCORE: f32 = 0.08;
 

@@ -231,8 +231,9 @@ fn scope_header(rope: &Rope, node: Node<'_>) -> Option<String> {
         .find_map(|f| node.child_by_field_name(f));
     let end = match body {
         Some(b) => {
-            let first = rope.byte(b.start_byte());
-            if matches!(first, b'{' | b'[' | b'(') {
+            // A body recovered as missing can start at the very end.
+            let first = (b.start_byte() < rope.len_bytes()).then(|| rope.byte(b.start_byte()));
+            if matches!(first, Some(b'{' | b'[' | b'(')) {
                 b.start_byte() + 1
             } else {
                 b.start_byte()
