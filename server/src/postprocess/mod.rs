@@ -19,9 +19,11 @@ pub fn clean(raw: &str, ctx: &Context) -> String {
         return raw.to_string();
     }
     let mut text = raw.replace("\r\n", "\n");
+    text = unheal_whitespace(&text, ctx);
     text = trim_trailing_whitespace(&text);
     text = drop_copy_of_line_above(&text, ctx);
     text = drop_repeated_lines(&text, ctx);
+    text = drop_trailing_loop(&text, ctx);
     text = first_line_if_single(&text, ctx);
     text = stop_at_scope_end(&text, ctx);
     text = stop_at_unit_end(&text, ctx);
@@ -43,6 +45,30 @@ pub fn finish_whitespace(text: &str, ctx: &Context) -> String {
         return format!("{trimmed} ");
     }
     trimmed
+}
+
+/// Undo what the prompt did to the whitespace before the cursor:
+/// - the prompt left out the one space right before the cursor (see
+///   `Context::healed`); the model wrote it itself: remove it again;
+/// - on a blank line, a model that first wrote a line break (it took the
+///   indentation for an empty line) means the line itself: drop the break
+///   and the re-typed indentation.
+pub fn unheal_whitespace(text: &str, ctx: &Context) -> String {
+    let lp = ctx.line_prefix.as_str();
+    if !lp.is_empty() && lp.trim().is_empty() && text.starts_with(['\n', '\r']) {
+        let t = text.trim_start_matches(['\n', '\r']);
+        if let Some(rest) = t.strip_prefix(lp) {
+            return rest.to_string();
+        }
+        let lead = t.len() - t.trim_start_matches([' ', '\t']).len();
+        return t[lead.min(lp.len())..].to_string();
+    }
+    if !ctx.healed.is_empty() {
+        if let Some(rest) = text.strip_prefix(ctx.healed.as_str()) {
+            return rest.to_string();
+        }
+    }
+    text.to_string()
 }
 
 /// No trailing spaces on any line, no trailing blank lines. Leading blank
@@ -81,21 +107,78 @@ pub fn drop_copy_of_line_above(text: &str, ctx: &Context) -> String {
     text.to_string()
 }
 
-/// Cut where a non-blank line repeats the line before it (a loop).
+/// Cut where the model starts looping: a non-blank line that repeats the
+/// line before it, or a pair of lines that repeats an earlier pair.
 pub fn drop_repeated_lines(text: &str, _ctx: &Context) -> String {
-    let mut offset = 0;
-    let mut prev: Option<&str> = None;
-    for line in text.split_inclusive('\n') {
-        let t = line.trim();
-        if !t.is_empty() && prev == Some(t) && t.len() > 1 {
-            return text[..offset].trim_end_matches('\n').to_string();
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut offsets = Vec::with_capacity(lines.len());
+    let mut o = 0;
+    for l in &lines {
+        offsets.push(o);
+        o += l.len() + 1;
+    }
+    let code: Vec<usize> = (0..lines.len())
+        .filter(|&i| !lines[i].trim().is_empty())
+        .collect();
+    for k in 1..code.len() {
+        let cur = lines[code[k]].trim();
+        let prev = lines[code[k - 1]].trim();
+        if cur.len() > 1 && prev == cur {
+            return text[..offsets[code[k]]].trim_end().to_string();
         }
-        if !t.is_empty() {
-            prev = Some(t);
+        // The pair (k-1, k) already appeared as (j-1, j), j <= k-2.
+        if (1..k.saturating_sub(1))
+            .any(|j| lines[code[j - 1]].trim() == prev && lines[code[j]].trim() == cur)
+        {
+            return text[..offsets[code[k - 1]]].trim_end().to_string();
         }
-        offset += line.len();
     }
     text.to_string()
+}
+
+/// Shortest run that counts as a loop (chars), and most chars in its unit.
+const LOOP_MIN_CHARS: usize = 24;
+const LOOP_MAX_UNIT: usize = 16;
+
+/// Cut a run that repeats up to the very end of the text
+/// (`std::box::box::box…`, `&&&&&&…`): the model was looping when its token
+/// budget stopped it. One instance of the unit stays (the loop starts at the
+/// second). Separator lines (`// ======`) are not loops.
+pub fn drop_trailing_loop(text: &str, _ctx: &Context) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let n = chars.len();
+    let mut best: Option<usize> = None; // char index where the kept text ends
+    for p in 1..=LOOP_MAX_UNIT.min(n / 4) {
+        // The text may end inside a unit: try each partial tail.
+        for t in 0..p {
+            let end = n - t;
+            if end < p {
+                break;
+            }
+            let unit = &chars[end - p..end];
+            if chars[end..] != unit[..t] {
+                continue;
+            }
+            let mut start = end - p;
+            while start >= p && chars[start - p..start] == *unit {
+                start -= p;
+            }
+            let line_art = unit.iter().all(|c| "=-*#~_/+. ".contains(*c));
+            let reps = (end - start) / p;
+            if reps >= 4 && n - start >= LOOP_MIN_CHARS && !line_art {
+                let keep = start + p;
+                best = Some(best.map_or(keep, |b: usize| b.min(keep)));
+            }
+        }
+    }
+    match best {
+        Some(keep) => chars[..keep]
+            .iter()
+            .collect::<String>()
+            .trim_end()
+            .to_string(),
+        None => text.to_string(),
+    }
 }
 
 /// In single-line mode only the first line is a suggestion.
@@ -138,7 +221,8 @@ pub fn stop_at_unit_end(text: &str, ctx: &Context) -> String {
     if !text.contains('\n') {
         return text.to_string();
     }
-    let prefix = &ctx.input.prefix;
+    // The document as it is: the prompt left the healed whitespace out.
+    let prefix = format!("{}{}", ctx.input.prefix, ctx.healed);
     let doc = format!("{prefix}{text}{}", ctx.input.suffix);
     let Some(tree) = syntax::parse_str(lang, &doc) else {
         return text.to_string();

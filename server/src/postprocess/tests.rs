@@ -33,6 +33,58 @@ fn whitespace_only_is_no_suggestion() {
     check(clean, "a.go", "func f() {\n\t$0\n}\n", "\n\n   ", "");
 }
 
+// --- whitespace left out of the prompt -------------------------------------
+
+#[test]
+fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
+    let ctx = fixture("a.py", "def f(x):\n    $0\n");
+    assert_eq!(ctx.healed, " ");
+    assert!(ctx.input.prefix.ends_with("def f(x):\n   "));
+    check(
+        unheal_whitespace,
+        "a.py",
+        "def f(x):\n    $0\n",
+        " return x",
+        "return x",
+    );
+    // The model took the indentation for a blank line.
+    check(
+        unheal_whitespace,
+        "a.py",
+        "def f(x):\n    $0\n",
+        "\n    return x",
+        "return x",
+    );
+    check(unheal_whitespace, "a.rs", "let x = $0;\n", " 1;", "1;");
+    check(
+        unheal_whitespace,
+        "a.go",
+        "func f() {\n\t$0\n}\n",
+        "\n\tx := 1\n\ty()",
+        "x := 1\n\ty()",
+    );
+    check(
+        unheal_whitespace,
+        "a.go",
+        "func f() {\n\t$0\n}\n",
+        "x := 1",
+        "x := 1",
+    );
+    // A tab of indentation is left out too.
+    let ctx = fixture("a.go", "func f() {\n\tif x {\n\t\t$0\n\t}\n}\n");
+    assert_eq!(ctx.healed, "\t");
+    assert!(ctx.input.prefix.ends_with("if x {\n\t"));
+    check(
+        unheal_whitespace,
+        "a.go",
+        "func f() {\n\tif x {\n\t\t$0\n\t}\n}\n",
+        "\tfmt.Println()",
+        "fmt.Println()",
+    );
+    // Nothing left out: unchanged.
+    check(unheal_whitespace, "a.js", "f($0)\n", " a", " a");
+}
+
 // --- degenerate output ----------------------------------------------------
 
 #[test]
@@ -76,6 +128,61 @@ fn repeated_lines_are_cut() {
         "fn f() {\n    $0\n}\n",
         "a();\n    b();\n    c();",
         "a();\n    b();\n    c();",
+    );
+    // A repeated pair of lines is a loop too.
+    check(
+        drop_repeated_lines,
+        "a.py",
+        "def f(n):\n    $0\n",
+        "if n == 1:\n        return 1\n    elif n == 2:\n        return 2\n    elif n == 2:\n        return 2",
+        "if n == 1:\n        return 1\n    elif n == 2:\n        return 2",
+    );
+}
+
+#[test]
+fn a_loop_cut_off_by_the_token_budget_is_dropped() {
+    check(
+        drop_trailing_loop,
+        "a.rs",
+        "use $0\n",
+        "std::box::box::box::box::box::box::box::box::box::b",
+        "std::box",
+    );
+    check(
+        drop_trailing_loop,
+        "a.cpp",
+        "for (auto $0 : layers) {}\n",
+        "&&&&&&&&&&&&&&&&&&&&&&&&&&&&&&&&",
+        "&",
+    );
+    check(
+        drop_trailing_loop,
+        "a.py",
+        "x = $0\n",
+        "io_res.on_write_to_bytes_write_to_bytes_write_to_bytes_write_to_bytes_",
+        "io_res.on_write_to_bytes",
+    );
+    // Not loops: a repetition that ends, a short one, a separator line.
+    check(
+        drop_trailing_loop,
+        "a.js",
+        "const z = $0\n",
+        "[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];",
+        "[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];",
+    );
+    check(
+        drop_trailing_loop,
+        "a.go",
+        "const m = $0\n",
+        "0xFFFFFFFFFFFFFFFF",
+        "0xFFFFFFFFFFFFFFFF",
+    );
+    check(
+        drop_trailing_loop,
+        "a.py",
+        "$0\n",
+        "# ==============================================",
+        "# ==============================================",
     );
 }
 
