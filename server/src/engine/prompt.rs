@@ -235,13 +235,21 @@ impl FimFormat {
                 out.push(sep);
                 out.extend(vocab.tokenize(&format!("{}\n", input.path)));
             }
-            None => {
-                for s in &input.extras {
-                    out.extend(vocab.tokenize(&format!("# Path: {}\n{}\n\n", s.path, s.text)));
-                }
-            }
+            None => out.extend(vocab.tokenize(&extras_as_comments(input))),
         }
     }
+}
+
+/// Cross-file snippets for a model without repo-level tokens: each under a
+/// `Path:` header written as a comment of the current file's language (a
+/// `#` line in Rust or Go reads as code, not as a file boundary).
+pub fn extras_as_comments(input: &PromptInput) -> String {
+    let comment = crate::syntax::Lang::from_path(&input.path).map_or("#", |l| l.line_comment());
+    let mut s = String::new();
+    for e in &input.extras {
+        s.push_str(&format!("{comment} Path: {}\n{}\n\n", e.path, e.text));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -357,6 +365,27 @@ pub(crate) mod tests {
             render(&v, &f.build(&v, &i)),
             "<|file_sep|>b.py\nX=1\n<|file_sep|>a.py\n<|fim_prefix|>def f(<|fim_suffix|>):<|fim_middle|>"
         );
+    }
+
+    #[test]
+    fn without_repo_tokens_extras_are_comments_of_the_files_language() {
+        let v = FakeVocab::with(&[]);
+        let f = FimFormat::detect(&v, None).unwrap();
+        let snippet = Snippet {
+            path: "b.x".into(),
+            text: "X=1".into(),
+        };
+        for (path, want) in [
+            ("a.py", "# Path: b.x\nX=1\n\ndef f("),
+            ("a.rs", "// Path: b.x\nX=1\n\ndef f("),
+            ("a.lua", "-- Path: b.x\nX=1\n\ndef f("),
+            ("Makefile", "# Path: b.x\nX=1\n\ndef f("),
+        ] {
+            let mut i = input();
+            i.path = path.into();
+            i.extras.push(snippet.clone());
+            assert_eq!(render(&v, &f.build(&v, &i)), want, "{path}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 
 use super::actor::{backend, LlamaVocabAdapter};
-use super::prompt::{FimFamily, FimFormat, PromptInput, Snippet, Vocab};
+use super::prompt::{FimFamily, FimFormat, PromptInput, Vocab};
 
 fn load(name: &str) -> LlamaModel {
     let dir = std::env::var_os("SLM_LS_VOCAB_DIR")

@@ -161,10 +161,7 @@ pub fn plan(
 /// Snippets from other files in front of the prefix, for servers without a
 /// field for them.
 fn with_extras_as_comments(input: &PromptInput) -> String {
-    let mut s = String::new();
-    for e in &input.extras {
-        s.push_str(&format!("# Path: {}\n{}\n\n", e.path, e.text));
-    }
+    let mut s = crate::engine::prompt::extras_as_comments(input);
     s.push_str(&input.prefix);
     s
 }

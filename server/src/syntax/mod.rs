@@ -118,6 +118,15 @@ impl Lang {
         }
     }
 
+    /// The line-comment marker, for headers the model reads as comments.
+    pub fn line_comment(self) -> &'static str {
+        match self {
+            Lang::Python | Lang::Bash => "#",
+            Lang::Lua => "--",
+            _ => "//",
+        }
+    }
+
     /// Blocks are delimited by indentation rather than brackets.
     pub fn indent_scoped(self) -> bool {
         matches!(self, Lang::Python)
