@@ -9,6 +9,7 @@
 //! friends, which run synchronously in the notification handler, so edits
 //! land in arrival order before any later request reads the document.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -96,6 +97,40 @@ pub struct Document {
     /// [context] issue 4: the tree-sitter tree, kept up to date with every
     /// edit (`None` for languages without a grammar). Cloning is cheap.
     pub syntax: Option<Syntax>,
+    /// [context] Where this document was edited lately, for the
+    /// recently-edited snippets of cross-file context.
+    pub edits: EditHistory,
+}
+
+/// The lines of the last edits, newest first, each with a process-wide
+/// sequence number so edits in different documents can be ordered (one
+/// ring across files, as llama.vim keeps). Positions, not text: a snippet
+/// is read from the current rope when a prompt is built, so it is never
+/// stale, and an entry costs 16 bytes per keystroke, not a copy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EditHistory {
+    /// (line, sequence), newest first, distinct lines, at most
+    /// [`EditHistory::CAPACITY`].
+    pub lines: Vec<(usize, u64)>,
+}
+
+/// Orders edits across all documents.
+static EDIT_SEQ: AtomicU64 = AtomicU64::new(1);
+
+impl EditHistory {
+    pub const CAPACITY: usize = 32;
+
+    fn record(&mut self, line: usize) {
+        let seq = EDIT_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.lines.retain(|(l, _)| *l != line);
+        self.lines.insert(0, (line, seq));
+        self.lines.truncate(Self::CAPACITY);
+    }
+
+    /// Sequence number of the newest edit (0: never edited).
+    pub fn last(&self) -> u64 {
+        self.lines.first().map_or(0, |e| e.1)
+    }
 }
 
 impl Document {
@@ -113,6 +148,7 @@ impl Document {
             version,
             language_id: language_id.to_string(),
             syntax,
+            edits: EditHistory::default(),
         }
     }
 
@@ -218,6 +254,7 @@ impl Document {
                 }
                 let s = self.char_index(start, enc)?;
                 let e = self.char_index(end, enc)?;
+                self.edits.record(start.line as usize);
                 let before = self.rope.clone(); // O(1)
                 let (sb, eb) = (self.rope.char_to_byte(s), self.rope.char_to_byte(e));
                 self.rope.remove(s..e);

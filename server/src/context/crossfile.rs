@@ -1,13 +1,20 @@
-//! Cross-file context: snippets from the other open documents.
+//! Cross-file context: snippets for the head of the prompt, from the other
+//! open documents and from the parts of this one the prompt does not show.
 //!
-//! Each open document is cut into fixed chunks of [`CHUNK_LINES`] lines
-//! (aligned, so a chunk's text only changes when that part of the file is
-//! edited). Chunks are ranked by
-//! the Jaccard similarity of their identifier sets with the text above the
-//! cursor, de-duplicated (against each other and the current window), and
-//! taken best first until the budget is spent. The chosen ones are emitted
-//! in (path, line) order so the prompt head is byte-identical as long as the
-//! same chunks win.
+//! Three kinds, ranked in this order:
+//! - definitions of the names used above the cursor (`definitions`);
+//! - recently edited chunks: every document remembers the lines of its last
+//!   edits (`document::EditHistory`), and the newest [`RECENT_CHUNKS`]
+//!   chunks across all files take part, llama.vim's ring buffer;
+//! - chunks similar to the text above the cursor (Jaccard similarity of
+//!   identifier sets).
+//!
+//! Documents are cut into fixed chunks of [`CHUNK_LINES`] lines (aligned,
+//! so a chunk's text only changes when that part of the file is edited).
+//! Candidates are de-duplicated (against each other and the current
+//! window) and taken best first until the budget is spent. The chosen ones
+//! are emitted in (path, line) order so the prompt head is byte-identical
+//! as long as the same ones win.
 //!
 //! The query is the [`QUERY_LINES`] lines above the cursor's line rounded
 //! down to a multiple of [`QUERY_STEP`]: typing on the current line never
@@ -19,6 +26,7 @@
 //! text holds a private key.
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use crate::document::Document;
 use crate::engine::Snippet;
@@ -165,103 +173,236 @@ fn normalize(text: &str) -> String {
         .join("\n")
 }
 
+/// What the current request brings to cross-file context.
+pub struct Query<'a> {
+    /// The document being completed, and its display path.
+    pub doc: &'a Document,
+    pub path: &'a str,
+    /// Lines of `doc` the prompt already shows (prefix window to suffix end).
+    pub in_prompt: Range<usize>,
+    /// The stable text above the cursor ([`query_text`]).
+    pub text: &'a str,
+    /// The prompt's prefix (kept header + window), for de-duplication.
+    pub prefix: &'a str,
+    /// Chars to spend.
+    pub budget: usize,
+}
+
+/// Recently edited chunks that take part (one ring across files).
+pub const RECENT_CHUNKS: usize = 8;
+/// Ranking: a definition of a name used near the cursor first, then a
+/// recently edited chunk, then plain similarity (a Jaccard score in 0..=1).
+const DEFINITION_SCORE: f32 = 2.0;
+const RECENT_BONUS: f32 = 1.0;
+
+#[derive(Debug)]
 struct Candidate {
-    path: String,
+    /// Index into the sources (0 = the current document).
+    source: usize,
     line: usize,
     text: String,
     score: f32,
+    /// `text` is exactly the lines from `line` on (adjacent ones merge).
+    whole: bool,
+    definition: bool,
 }
 
-pub fn snippets(
-    others: &[OtherDoc],
-    path: &str,
-    query: &str,
-    current_prefix: &str,
-    budget: usize,
-) -> Vec<Snippet> {
-    if budget == 0 || others.is_empty() {
+struct Source<'a> {
+    path: &'a str,
+    doc: &'a Document,
+}
+
+/// Snippets for the prompt head: definitions of names used near the
+/// cursor, recently edited chunks and chunks similar to the text above the
+/// cursor, from the other open documents and from the parts of this one
+/// the prompt does not show. Emitted in (document, line) order so the head
+/// stays byte-identical while the same ones win.
+///
+/// Of the current document only what cannot shift while the user types is
+/// used: chunks above the prompt window and definitions (a definition's
+/// text does not move with the lines around it).
+pub fn snippets(query: &Query<'_>, others: &[OtherDoc]) -> Vec<Snippet> {
+    if query.budget == 0 {
         return Vec::new();
     }
-    let q = identifiers(query);
-    if q.is_empty() {
-        return Vec::new();
-    }
-    let mut cands: Vec<Candidate> = Vec::new();
-    let mut docs: Vec<&OtherDoc> = others.iter().filter(|o| o.path != path).collect();
-    docs.sort_by(|a, b| a.path.cmp(&b.path));
+    let q = identifiers(query.text);
+    let mut sources = vec![Source {
+        path: query.path,
+        doc: query.doc,
+    }];
+    let mut docs: Vec<&OtherDoc> = others.iter().filter(|o| o.path != query.path).collect();
+    // The most recently edited documents first, then by path (stable).
+    docs.sort_by(|a, b| {
+        b.doc
+            .edits
+            .last()
+            .cmp(&a.doc.edits.last())
+            .then_with(|| a.path.cmp(&b.path))
+    });
     for o in docs.into_iter().take(MAX_DOCS) {
         let rope = &o.doc.rope;
         let head_end = rope.len_chars().min(8192);
-        if is_secret(&o.path, &rope.slice(..head_end).to_string()) {
-            continue;
-        }
-        let lines = rope.len_lines().min(MAX_LINES_PER_DOC);
-        let mut l = 0;
-        while l < lines {
-            let end = (l + CHUNK_LINES).min(rope.len_lines());
-            let (cs, ce) = (rope.line_to_char(l), rope.line_to_char(end));
-            // Measure before copying: a chunk of huge lines is skipped.
-            if ce - cs <= budget {
-                let text = rope.slice(cs..ce).to_string();
-                let ids = identifiers(&text);
-                let inter = ids.intersection(&q).count();
-                if inter > 0 {
-                    let score = inter as f32 / (ids.len() + q.len() - inter) as f32;
-                    if score >= MIN_SCORE {
-                        cands.push(Candidate {
-                            path: o.path.clone(),
-                            line: l,
-                            text,
-                            score,
-                        });
-                    }
-                }
-            }
-            l = end;
+        if !is_secret(&o.path, &rope.slice(..head_end).to_string()) {
+            sources.push(Source {
+                path: &o.path,
+                doc: &o.doc,
+            });
         }
     }
+    // What the current document may give: lines above the window (chunks),
+    // anything outside the prompt (definitions).
+    let above = query.in_prompt.start;
+    let chunk_ok = |source: usize, line: usize| source != 0 || line + CHUNK_LINES <= above;
+    let recent = recent_chunks(&sources, &chunk_ok);
+
+    let mut cands: Vec<Candidate> = Vec::new();
+    for (i, src) in sources.iter().enumerate() {
+        let rope = &src.doc.rope;
+        if let Some(tree) = src.doc.tree() {
+            let skip = if i == 0 {
+                query.in_prompt.clone()
+            } else {
+                0..0
+            };
+            for d in super::definitions::find(rope, &tree, &q, skip) {
+                cands.push(Candidate {
+                    source: i,
+                    line: d.line,
+                    text: d.text,
+                    score: DEFINITION_SCORE,
+                    whole: d.whole,
+                    definition: true,
+                });
+            }
+        }
+        // Every chunk of the first lines, and recent ones further down.
+        let lines = rope.len_lines().min(MAX_LINES_PER_DOC);
+        let mut starts: Vec<usize> = (0..lines).step_by(CHUNK_LINES).collect();
+        starts.extend(
+            recent
+                .iter()
+                .filter(|&&(r, line)| r == i && line >= lines && line < rope.len_lines())
+                .map(|&(_, line)| line),
+        );
+        for start in starts {
+            let end = (start + CHUNK_LINES).min(rope.len_lines());
+            if !chunk_ok(i, start) {
+                continue;
+            }
+            let (cs, ce) = (rope.line_to_char(start), rope.line_to_char(end));
+            // Measure before copying: a chunk of huge lines is skipped.
+            if ce - cs > query.budget {
+                continue;
+            }
+            let is_recent = recent.contains(&(i, start));
+            let text = rope.slice(cs..ce).to_string();
+            let ids = identifiers(&text);
+            let inter = ids.intersection(&q).count();
+            let sim = if inter == 0 {
+                0.0
+            } else {
+                inter as f32 / (ids.len() + q.len() - inter) as f32
+            };
+            if is_recent || sim >= MIN_SCORE {
+                cands.push(Candidate {
+                    source: i,
+                    line: start,
+                    text,
+                    score: sim + if is_recent { RECENT_BONUS } else { 0.0 },
+                    whole: true,
+                    definition: false,
+                });
+            }
+        }
+    }
+    select(cands, &sources, query)
+}
+
+/// The newest [`RECENT_CHUNKS`] edited chunks across `sources`, as
+/// (source, chunk start line).
+fn recent_chunks(
+    sources: &[Source<'_>],
+    ok: &impl Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize)> {
+    let mut edits: Vec<(u64, usize, usize)> = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        for &(line, seq) in &s.doc.edits.lines {
+            edits.push((seq, i, line / CHUNK_LINES * CHUNK_LINES));
+        }
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (_, i, chunk) in edits {
+        if ok(i, chunk) && !out.contains(&(i, chunk)) {
+            out.push((i, chunk));
+            if out.len() == RECENT_CHUNKS {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Best first within the budget (definitions at most half of it), without
+/// what the prompt already shows or another snippet already holds; then
+/// in (document, line) order with adjacent chunks joined.
+fn select(mut cands: Vec<Candidate>, sources: &[Source<'_>], query: &Query<'_>) -> Vec<Snippet> {
     // Best first; ties broken by position so the choice is deterministic.
     cands.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
-            .then_with(|| a.path.cmp(&b.path))
+            .then_with(|| sources[a.source].path.cmp(sources[b.source].path))
             .then(a.line.cmp(&b.line))
     });
-    let current = normalize(current_prefix);
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut chosen: Vec<Candidate> = Vec::new();
+    let current = normalize(query.prefix);
+    let mut chosen: Vec<(Candidate, String)> = Vec::new();
     let mut used = 0usize;
+    let mut used_defs = 0usize;
     for c in cands {
         let norm = normalize(&c.text);
-        if norm.is_empty() || current.contains(&norm) || !seen.insert(norm) {
-            continue; // already in the window, or a duplicate chunk
+        // Already in the window, in a chosen snippet, or holding a chosen
+        // definition (which says it more precisely).
+        if norm.is_empty()
+            || current.contains(&norm)
+            || chosen
+                .iter()
+                .any(|(_, n)| n.contains(&norm) || norm.contains(n.as_str()))
+        {
+            continue;
         }
-        let cost = c.text.len() + c.path.len() + 16;
-        if used + cost > budget {
+        let cost = c.text.len() + sources[c.source].path.len() + 16;
+        if used + cost > query.budget || (c.definition && used_defs + cost > query.budget / 2) {
             continue;
         }
         used += cost;
-        chosen.push(c);
+        if c.definition {
+            used_defs += cost;
+        }
+        chosen.push((c, norm));
     }
-    chosen.sort_by(|a, b| a.path.cmp(&b.path).then(a.line.cmp(&b.line)));
-    // Adjacent chunks of one file become one snippet.
+    let mut chosen: Vec<Candidate> = chosen.into_iter().map(|(c, _)| c).collect();
+    chosen.sort_by(|a, b| {
+        sources[a.source]
+            .path
+            .cmp(sources[b.source].path)
+            .then(a.line.cmp(&b.line))
+    });
+    // Adjacent whole chunks of one file become one snippet.
     let mut out: Vec<Snippet> = Vec::new();
-    let mut last: Option<(String, usize)> = None;
+    let mut last: Option<(usize, usize)> = None; // (source, end line) of a whole chunk
     for c in chosen {
-        let adjacent = last
-            .as_ref()
-            .is_some_and(|(p, end)| *p == c.path && *end == c.line);
+        let adjacent = c.whole && last == Some((c.source, c.line));
         let end = c.line + c.text.lines().count().max(1);
         if adjacent {
             let s = out.last_mut().unwrap();
             s.text.push_str(&c.text);
         } else {
             out.push(Snippet {
-                path: c.path.clone(),
+                path: sources[c.source].path.to_string(),
                 text: c.text,
             });
         }
-        last = Some((c.path, end));
+        last = c.whole.then_some((c.source, end));
     }
     for s in &mut out {
         let t = s.text.trim_end().to_string();

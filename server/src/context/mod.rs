@@ -15,10 +15,13 @@
 //!
 //! Parts:
 //! - [`window`]: the scope-aware prefix window and the header kept above it.
-//! - [`crossfile`]: snippets from other open documents.
+//! - [`crossfile`]: snippets from other open documents and from the parts
+//!   of this one the prompt does not show (similar, recently edited).
+//! - [`definitions`]: definitions of the names used near the cursor.
 //! - [`when`]: skip decisions and single- vs multi-line.
 
 pub mod crossfile;
+pub mod definitions;
 pub mod when;
 pub mod window;
 
@@ -194,14 +197,16 @@ pub fn build_with(
     let extras = if naive || cfg.extra_tokens == 0 || skip.is_some() {
         Vec::new()
     } else {
-        let query = crossfile::query_text(doc, line);
-        crossfile::snippets(
-            others,
+        let text = crossfile::query_text(doc, line);
+        let query = crossfile::Query {
+            doc,
             path,
-            &query,
-            &prefix,
-            cfg.extra_tokens as usize * CHARS_PER_TOKEN,
-        )
+            in_prompt: rope.char_to_line(start_char)..rope.char_to_line(suffix_end) + 1,
+            text: &text,
+            prefix: &prefix,
+            budget: cfg.extra_tokens as usize * CHARS_PER_TOKEN,
+        };
+        crossfile::snippets(&query, others)
     };
 
     Context {

@@ -18,6 +18,47 @@ pub(crate) fn fixture_with(
     build_with(&doc, cursor_char, cfg, path, true, others)
 }
 
+/// Several files in one fixture: a `//- path` line starts each file; the
+/// one holding `$0` is completed, the others are open alongside (in
+/// order; `edits` are applied to them first, as `didChange` would).
+pub(crate) fn fixture_files(src: &str, cfg: &ContextConfig, edits: &[(&str, u32)]) -> Context {
+    let mut files: Vec<(String, String)> = Vec::new();
+    for part in src.split("//- ").filter(|p| !p.is_empty()) {
+        let (path, text) = part.split_once('\n').expect("//- path, then the text");
+        files.push((path.trim().to_string(), text.to_string()));
+    }
+    let (path, text) = files
+        .iter()
+        .find(|(_, t)| t.contains("$0"))
+        .cloned()
+        .expect("one file holds $0");
+    let open = |p: &str, t: &str| {
+        let mut doc = Document::with_path(t, 0, "", p);
+        for (_, line) in edits.iter().filter(|(f, _)| *f == p) {
+            let at = crate::document::Position::new(*line, 0);
+            let edit = crate::document::Edit {
+                range: Some((at, at)),
+                text: String::new(),
+            };
+            doc.apply(&edit, crate::document::Encoding::Utf16).unwrap();
+        }
+        doc.reparse();
+        doc
+    };
+    let others: Vec<OtherDoc> = files
+        .iter()
+        .filter(|(p, _)| *p != path)
+        .map(|(p, t)| OtherDoc {
+            path: p.clone(),
+            doc: open(p, t),
+        })
+        .collect();
+    let cursor = text.find("$0").unwrap();
+    let doc = open(&path, &text.replace("$0", ""));
+    let cursor_char = text[..cursor].chars().count();
+    build_with(&doc, cursor_char, cfg, &path, true, &others)
+}
+
 pub(crate) fn fixture(path: &str, fixture: &str) -> Context {
     fixture_with(path, fixture, &ContextConfig::default(), &[])
 }
@@ -249,6 +290,93 @@ fn cross_file_snippets_ranked_deduplicated_and_never_secrets() {
     for s in &c.input.extras {
         assert!(!s.text.contains("PRIVATE KEY") && !s.text.contains("API_KEY"));
     }
+}
+
+/// Filler: `n` distinct lines without identifiers (nothing is similar).
+fn filler(n: usize) -> String {
+    (0..n).map(|i| format!("x = {i}\n")).collect()
+}
+
+#[test]
+fn definitions_of_names_used_near_the_cursor_come_first() {
+    let cfg = ContextConfig::default();
+    let body: String = (0..12).map(|i| format!("        step{i}()\n")).collect();
+    let src = format!(
+        "//- util.py\n{}def parse_header(line, sep=\":\"):\n    key, value = line.split(sep, 1)\n    return key.strip(), value.strip()\n\n{}class Config:\n    def load(self, strict=False):\n{body}\n//- main.py\ndef handle(line):\n    cfg = Config(line)\n    key, value = parse_header(line)\n    cfg.load(strict=True)\n    $0\n",
+        filler(40),
+        filler(40),
+    );
+    let c = fixture_files(&src, &cfg, &[]);
+    let texts: Vec<&str> = c.input.extras.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(c.input.extras[0].path, "util.py");
+    // A short definition whole; a long class by its header and the header
+    // of the method used.
+    assert_eq!(
+        texts,
+        [
+            "def parse_header(line, sep=\":\"):\n    key, value = line.split(sep, 1)\n    return key.strip(), value.strip()",
+            "class Config:",
+            "    def load(self, strict=False):",
+        ],
+        "{texts:#?}"
+    );
+}
+
+#[test]
+fn definitions_are_found_per_language() {
+    let cfg = ContextConfig::default();
+    for (file, other, use_line, want) in [
+        ("a.rs", "pub struct Point {\n    pub x: f64,\n    pub y: f64,\n}\n\nimpl Point {\n    pub fn norm(&self) -> f64 {\n        (self.x * self.x + self.y * self.y).sqrt()\n    }\n}\n", "let p = Point { x: 1.0, y: 2.0 };\n    let n = p.norm();", "pub struct Point {\n    pub x: f64,\n    pub y: f64,\n}"),
+        ("a.go", "package geo\n\ntype Point struct {\n\tX, Y float64\n}\n\nfunc Distance(a, b Point) float64 {\n\treturn 0\n}\n", "d := Distance(a, b)", "func Distance(a, b Point) float64 {\n\treturn 0\n}"),
+        ("a.ts", "export function clamp(x: number, lo: number, hi: number): number {\n  return Math.min(hi, Math.max(lo, x));\n}\n", "const y = clamp(x, 0, 1);", "export function clamp(x: number, lo: number, hi: number): number {\n  return Math.min(hi, Math.max(lo, x));\n}"),
+        ("a.c", "static int add_one(int x) {\n    return x + 1;\n}\n", "int y = add_one(x);", "static int add_one(int x) {\n    return x + 1;\n}"),
+    ] {
+        let ext = file.rsplit('.').next().unwrap();
+        let src = format!("//- lib.{ext}\n{other}//- {file}\nfn f() {{\n    {use_line}\n    $0\n}}\n");
+        let c = fixture_files(&src, &cfg, &[]);
+        let texts: Vec<&str> = c.input.extras.iter().map(|s| s.text.as_str()).collect();
+        assert!(texts.iter().any(|t| t.contains(want)), "{file}: {texts:#?}");
+    }
+}
+
+#[test]
+fn recently_edited_chunks_join_the_context() {
+    let cfg = ContextConfig {
+        prefix_tokens: 64,
+        ..ContextConfig::default()
+    };
+    // notes.py shares nothing with the text at the cursor, but line 40 was
+    // just edited; so was main.py's line 3, far above the window; main.py's
+    // line 199 is inside the window (the prompt shows it already).
+    let notes = format!(
+        "{}def recently_touched():\n    pass\n{}",
+        filler(40),
+        filler(40)
+    );
+    let main = format!("{}value = compute()\n$0\n", filler(200));
+    let src = format!("//- notes.py\n{notes}//- .env\nTOKEN=abc\n//- main.py\n{main}");
+    let c = fixture_files(
+        &src,
+        &cfg,
+        &[
+            ("notes.py", 40),
+            ("main.py", 3),
+            ("main.py", 199),
+            (".env", 0),
+        ],
+    );
+    let got: Vec<(&str, &str)> = c
+        .input
+        .extras
+        .iter()
+        .map(|s| (s.path.as_str(), s.text.lines().next().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        got,
+        [("main.py", "x = 0"), ("notes.py", "x = 32")],
+        "{got:?}"
+    );
+    assert!(c.input.extras[1].text.contains("def recently_touched():"));
 }
 
 #[test]
