@@ -492,3 +492,84 @@ fn backend_faults_are_clear_and_nothing_private_is_sent() {
     assert_eq!(r["result"]["items"], json!([]), "{r}");
     assert_eq!(fake.requests().len(), 1, ".env content reached the server");
 }
+
+/// Cross-file context over LSP: the definition of a name used above the
+/// cursor (from another open file) and a chunk edited a moment ago (in a
+/// file that shares nothing with the cursor's text) reach the prompt, as
+/// llama-server's `input_extra`; a secrets file or one the user's
+/// `remote.neverSend` names never does.
+#[test]
+fn cross_file_context_reaches_the_prompt() {
+    let kind = Kind::LlamaServer;
+    let fake = start(kind);
+    let mut settings = kind.settings(&fake.url);
+    settings["remote"] = json!({ "neverSend": ["src/private/**"] });
+    let mut s = spawn(settings);
+    let filler = |n: usize| -> String { (0..n).map(|i| format!("x = {i}\n")).collect() };
+    s.open(
+        "file:///work/src/util.py",
+        "python",
+        &format!(
+            "{}def parse_header(line, sep=\":\"):\n    key, value = line.split(sep, 1)\n    return key.strip(), value.strip()\n{}",
+            filler(40),
+            filler(40)
+        ),
+    );
+    s.open("file:///work/src/notes.py", "python", &filler(80));
+    s.change(
+        "file:///work/src/notes.py",
+        2,
+        json!([{ "range": { "start": { "line": 40, "character": 0 }, "end": { "line": 40, "character": 0 } }, "text": "touched = True\n" }]),
+    );
+    s.open(
+        "file:///work/src/private/keys.py",
+        "python",
+        "def parse_header(line):\n    return PRIVATE_PARSER(line)\n",
+    );
+    s.open("file:///work/.env", "dotenv", "API_TOKEN=parse_header\n");
+    s.change(
+        "file:///work/.env",
+        2,
+        json!([{ "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 0, "character": 0 } }, "text": "X=1\n" }]),
+    );
+    let (text, line, col) =
+        fixture("def handle(line):\n    key, value = parse_header(line)\n    $0\n");
+    s.open("file:///work/src/main.py", "python", &text);
+    let r = s.inline_completion("file:///work/src/main.py", line, col);
+    assert!(r.get("error").is_none(), "{r}");
+    let reqs = fake.requests();
+    let body = reqs.last().expect("the server was asked").json();
+    // The cursor line goes in `prompt`, without the healed space.
+    assert_eq!(body["prompt"], "   ", "{body}");
+    let extra = body["input_extra"].clone();
+    let files: Vec<(String, String)> = extra
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["filename"].as_str().unwrap().to_string(),
+                e["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let util = files.iter().find(|(f, _)| f.ends_with("util.py"));
+    assert!(
+        util.is_some_and(|(_, t)| t.starts_with("def parse_header(line, sep=\":\"):")),
+        "the definition: {files:#?}"
+    );
+    let notes = files.iter().find(|(f, _)| f.ends_with("notes.py"));
+    assert!(
+        notes.is_some_and(|(_, t)| t.contains("touched = True")),
+        "the recent edit: {files:#?}"
+    );
+    // Neither the built-in secrets list nor the user's neverSend.
+    assert!(
+        !files.iter().any(|(f, t)| f.ends_with(".env")
+            || t.contains("API_TOKEN")
+            || f.contains("private")
+            || t.contains("PRIVATE_PARSER")),
+        "{files:#?}"
+    );
+    assert!(s.shutdown().success());
+}

@@ -82,7 +82,7 @@ fn kind(e: &RemoteError) -> &'static str {
 }
 
 /// `file:///a/b%20c.py` → `/a/b c.py`; other schemes have no path.
-fn file_path(uri: &str) -> Option<String> {
+pub(super) fn file_path(uri: &str) -> Option<String> {
     let rest = uri.strip_prefix("file://")?;
     let bytes = rest.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
@@ -462,7 +462,12 @@ pub async fn suggest_remote(
     let backend = config.completion.backend;
     let prefix = format!("slm-ls: completion server ({})", backend.name());
     let (path, abs) = paths(state, &snap.uri);
-    let prep = complete::prepare(&snap.doc, cursor, config, &path);
+    // Cross-file snippets as for the local engine, but never from a file
+    // the user's `remote.neverSend` keeps on this machine.
+    let root = state.root_uri.read().unwrap().clone();
+    let others =
+        super::handlers::other_docs(state, &snap.uri, root.as_deref(), &config.remote.never_send);
+    let prep = complete::prepare_with(&snap.doc, cursor, config, &path, &others);
     if config.completion.typed_ahead {
         if let Some(hit) = state.typed_ahead.get(prep.key) {
             return Ok(Some(hit));
@@ -487,7 +492,10 @@ pub async fn suggest_remote(
     for e in &mut input.extras {
         e.text = remote::redact::redact(&e.text, &lang).text;
     }
-    let line_prefix = remote::redact::redact(&prep.ctx.line_prefix, &lang).text;
+    // The tail of `input.prefix`: without the whitespace the prompt leaves out.
+    let line_prefix = prep.ctx.line_prefix.strip_suffix(prep.ctx.healed.as_str());
+    let line_prefix =
+        remote::redact::redact(line_prefix.unwrap_or(&prep.ctx.line_prefix), &lang).text;
 
     let cancel = Cancel::default();
     let _guard = CancelOnDrop(cancel.clone());

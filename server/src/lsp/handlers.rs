@@ -154,7 +154,7 @@ async fn suggest(
     let engine = state.engine().map_err(request_failed)?;
     let root = state.root_uri.read().unwrap().clone();
     let path = proto::display_path(&snap.uri, root.as_deref());
-    let others = other_docs(state, &snap.uri, root.as_deref());
+    let others = other_docs(state, &snap.uri, root.as_deref(), &[]);
     let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, &others);
     if let Some(hit) = state
         .typed_ahead
@@ -228,12 +228,26 @@ async fn suggest(
     }
 }
 
-/// [context] The other open documents, for cross-file snippets.
-fn other_docs(state: &State, uri: &str, root: Option<&str>) -> Vec<crate::context::OtherDoc> {
+/// [context] The other open documents, for cross-file snippets, except
+/// those matching one of `never_send` (besides the built-in secrets list,
+/// which `context::crossfile` always applies).
+pub(super) fn other_docs(
+    state: &State,
+    uri: &str,
+    root: Option<&str>,
+    never_send: &[String],
+) -> Vec<crate::context::OtherDoc> {
     state
         .docs
         .others(uri, 64)
         .into_iter()
+        .filter(|(uri, _)| {
+            let path = proto::display_path(uri, root);
+            let abs = super::explain::file_path(uri);
+            std::iter::once(path.as_str())
+                .chain(abs.as_deref())
+                .all(|p| crate::remote::glob::never_send(p, never_send).is_none())
+        })
         .map(|(uri, doc)| crate::context::OtherDoc {
             path: proto::display_path(&uri, root),
             doc,
@@ -575,7 +589,7 @@ pub fn warm(state: &State, uri: &str, cursor: Option<usize>) {
     });
     let root = state.root_uri.read().unwrap().clone();
     let path = proto::display_path(uri, root.as_deref());
-    let others = other_docs(state, uri, root.as_deref());
+    let others = other_docs(state, uri, root.as_deref(), &[]);
     let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, &others);
     engine.warm(uri, prep.ctx.input);
 }
