@@ -39,7 +39,7 @@ pub fn prepare_with(
     let ctx = context::build_with(
         doc,
         cursor,
-        &config.context,
+        &config.context_budgets(),
         path,
         config.completion.multiline,
         others,

@@ -148,6 +148,32 @@ impl Config {
         serde_json::from_value(value.clone()).map_err(|e| format!("invalid slm-ls settings: {e}"))
     }
 
+    /// The context budgets as a request uses them: shrunk in proportion
+    /// when, with the generation's `maxTokens` and a few control tokens,
+    /// they would not fit `model.contextTokens` together. Otherwise the
+    /// engine would cut the prompt's head, the part KV reuse keeps.
+    pub fn context_budgets(&self) -> ContextConfig {
+        const CONTROL_TOKENS: u32 = 16; // BOS, FIM markers, file separators
+        let room = self
+            .model
+            .context_tokens
+            .max(256)
+            .saturating_sub(self.completion.max_tokens + CONTROL_TOKENS)
+            .max(64);
+        let c = &self.context;
+        let sum = c.prefix_tokens as u64 + c.suffix_tokens as u64 + c.extra_tokens as u64;
+        if sum <= room as u64 {
+            return c.clone();
+        }
+        let scale = |t: u32| (t as u64 * room as u64 / sum) as u32;
+        ContextConfig {
+            prefix_tokens: scale(c.prefix_tokens),
+            suffix_tokens: scale(c.suffix_tokens),
+            extra_tokens: scale(c.extra_tokens),
+            ..c.clone()
+        }
+    }
+
     /// Number of CPU threads to use.
     pub fn threads(&self) -> i32 {
         if self.model.threads > 0 {
@@ -176,6 +202,29 @@ mod tests {
     fn nested_section_and_camel_case() {
         let c = Config::from_json(&json!({"slm-ls": {"completion": {"maxTokens": 7}}})).unwrap();
         assert_eq!(c.completion.max_tokens, 7);
+    }
+
+    #[test]
+    fn context_budgets_share_the_models_context() {
+        let fits = |c: &Config| {
+            let b = c.context_budgets();
+            b.prefix_tokens + b.suffix_tokens + b.extra_tokens + c.completion.max_tokens
+                <= c.model.context_tokens
+        };
+        // The defaults (1536 + 256 + 256 + 64 > 2048) are scaled down a bit.
+        let c = Config::default();
+        let b = c.context_budgets();
+        assert!(fits(&c));
+        assert!(b.prefix_tokens > 1400 && b.prefix_tokens < 1536, "{b:?}");
+        assert!(b.suffix_tokens < 256 && b.extra_tokens < 256, "{b:?}");
+        // A small context shrinks everything in proportion.
+        let c = Config::from_json(&json!({"model": {"contextTokens": 512}})).unwrap();
+        let b = c.context_budgets();
+        assert!(fits(&c));
+        assert_eq!(b.prefix_tokens / b.suffix_tokens, 6, "{b:?}");
+        // Budgets that fit are kept as they are.
+        let c = Config::from_json(&json!({"context": {"prefixTokens": 512}})).unwrap();
+        assert_eq!(c.context_budgets(), c.context);
     }
 
     #[test]

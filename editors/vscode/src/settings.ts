@@ -96,7 +96,7 @@ export const SETTINGS: SettingSpec[] = [
   // --- context ---
   { key: 'context.prefixTokens', type: 'integer', default: 1536, minimum: 0, description: 'Token budget for the text before the cursor.' },
   { key: 'context.suffixTokens', type: 'integer', default: 256, minimum: 0, description: 'Token budget for the text after the cursor (FIM models only).' },
-  { key: 'context.extraTokens', type: 'integer', default: 256, minimum: 0, description: 'Token budget for snippets from other open files.' },
+  { key: 'context.extraTokens', type: 'integer', default: 256, minimum: 0, description: 'Token budget for the prompt head: definitions of names used near the cursor, recently edited code and similar code from open files (never secret-looking files).' },
   { key: 'context.comments', type: 'boolean', default: false, description: 'Also suggest inside comments (off: no request there).' },
   { key: 'context.naive', type: 'boolean', default: false, description: 'Benchmark baseline: plain line window, no cross-file snippets, no skipping, no post-processing.' },
   // --- remote (explain) ---
