@@ -18,13 +18,19 @@
 //! same folder are open alongside, as in an editor (cross-file context).
 //!
 //! Scores: first-line exact match (the suggestion's first line equals the
-//! removed text's first line, trailing spaces ignored) and edit similarity
-//! (1 − Levenshtein / longer length, over the whole suggestion vs. the
-//! removed text).
+//! removed text's first line, trailing spaces ignored: what the user would
+//! accept as is), loose match (the first non-blank lines equal once
+//! trimmed at both ends: right code, whatever the whitespace around it, so
+//! the baseline is not judged only on the whitespace it gets wrong) and
+//! edit similarity
+//! (1 − Levenshtein / longer length, over the suggestion's first N lines
+//! for a removed text of N lines).
 //!
 //! Run: `cargo bench --bench quality` (env: QUALITY_SAMPLES per language,
 //! default 40; QUALITY_SEED, default 7; QUALITY_MAX_TOKENS, default 48;
-//! QUALITY_LANGS, comma-separated subset).
+//! QUALITY_LANGS, comma-separated subset; QUALITY_PREFIX_TOKENS, default
+//! 512, with a quarter of it for cross-file snippets; QUALITY_THREADS, model threads,
+//! default 0 = all cores; QUALITY_VERBOSE=1 prints every sample).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -380,20 +386,38 @@ fn first_line(s: &str) -> &str {
     s.split('\n').next().unwrap_or("").trim_end()
 }
 
+fn first_code_line(s: &str) -> &str {
+    s.split('\n')
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
 #[derive(Default, Clone)]
 struct Score {
     n: usize,
     exact: usize,
+    loose: usize,
     es: f64,
     empty: usize,
     errors: usize,
     ms: f64,
 }
 
-fn run(samples: &[Sample], naive: bool, max_tokens: u32) -> Vec<(String, Kind, Score, String)> {
+fn run(
+    samples: &[Sample],
+    naive: bool,
+    max_tokens: u32,
+    threads: u32,
+    prefix_tokens: u32,
+) -> Vec<(String, Kind, Score, String)> {
+    // Greedy decoding: the answer does not depend on the time budget, only
+    // on maxTokens (the budget is generous so a loaded machine scores the
+    // same).
     let mut s = TestServer::start(json!({
-        "completion": { "maxTokens": max_tokens, "typedAhead": false, "maxTimeMs": 4000 },
-        "context": { "naive": naive },
+        "model": { "threads": threads },
+        "completion": { "maxTokens": max_tokens, "typedAhead": false, "maxTimeMs": 60000 },
+        "context": { "naive": naive, "prefixTokens": prefix_tokens, "extraTokens": prefix_tokens / 4 },
     }));
     s.wait_ready();
     let mut results = Vec::new();
@@ -451,7 +475,14 @@ fn run(samples: &[Sample], naive: bool, max_tokens: u32) -> Vec<(String, Kind, S
         if first_line(&got) == first_line(&smp.expected) {
             sc.exact = 1;
         }
-        sc.es = edit_similarity(&got, &smp.expected);
+        if first_code_line(&got) == first_code_line(&smp.expected) {
+            sc.loose = 1;
+        }
+        // Over as many lines as the removed text has: a longer (multi-line)
+        // suggestion is neither rewarded nor punished past the gap.
+        let lines = smp.expected.split('\n').count();
+        let got_span: Vec<&str> = got.split('\n').take(lines).collect();
+        sc.es = edit_similarity(got_span.join("\n").trim_end(), &smp.expected);
         results.push((smp.lang.to_string(), smp.kind, sc, got));
     }
     assert!(s.shutdown().success());
@@ -461,6 +492,7 @@ fn run(samples: &[Sample], naive: bool, max_tokens: u32) -> Vec<(String, Kind, S
 fn add(a: &mut Score, b: &Score) {
     a.n += b.n;
     a.exact += b.exact;
+    a.loose += b.loose;
     a.es += b.es;
     a.empty += b.empty;
     a.errors += b.errors;
@@ -478,18 +510,21 @@ fn main() {
     let per_lang = env("QUALITY_SAMPLES", 40) as usize;
     let seed = env("QUALITY_SEED", 7);
     let max_tokens = env("QUALITY_MAX_TOKENS", 48) as u32;
+    let threads = env("QUALITY_THREADS", 0) as u32;
+    let prefix_tokens = env("QUALITY_PREFIX_TOKENS", 512) as u32;
     let langs: Option<Vec<String>> = std::env::var("QUALITY_LANGS")
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect());
     let samples = build_samples(per_lang, seed, &langs);
     assert!(!samples.is_empty(), "no source files found");
     println!(
-        "slm-ls quality: {} samples (seed {seed}, up to {per_lang} per language, maxTokens {max_tokens})",
-        samples.len()
+        "slm-ls quality: {} samples (seed {seed}, up to {per_lang} per language, maxTokens {max_tokens}, prefixTokens {prefix_tokens}, extraTokens {})",
+        samples.len(),
+        prefix_tokens / 4
     );
     let t0 = Instant::now();
-    let naive = run(&samples, true, max_tokens);
-    let default = run(&samples, false, max_tokens);
+    let naive = run(&samples, true, max_tokens, threads, prefix_tokens);
+    let default = run(&samples, false, max_tokens, threads, prefix_tokens);
     let verbose = std::env::var("QUALITY_VERBOSE").is_ok();
     if verbose {
         for (i, smp) in samples.iter().enumerate() {
@@ -513,8 +548,8 @@ fn main() {
         }
     }
     println!();
-    println!("| language | samples | exact naive | exact default | ratio | edit sim. naive | edit sim. default | empty default | ms/req naive | ms/req default |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| language | samples | exact naive | exact default | ratio | loose naive | loose default | edit sim. naive | edit sim. default | empty default | ms/req naive | ms/req default |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all = (Score::default(), Score::default());
     let mut rows: Vec<(String, Score, Score)> = Vec::new();
     for name in names
@@ -550,16 +585,18 @@ fn main() {
     }
     let print = |name: &str, a: &Score, b: &Score| {
         let pct = |x: usize, n: usize| 100.0 * x as f64 / n.max(1) as f64;
-        let ratio = if a.exact == 0 {
-            "∞".to_string()
-        } else {
-            format!("{:.2}×", b.exact as f64 / a.exact as f64)
+        let ratio = match (a.exact, b.exact) {
+            (0, 0) => "=".to_string(),
+            (0, _) => "∞".to_string(),
+            (x, y) => format!("{:.2}×", y as f64 / x as f64),
         };
         println!(
-            "| {name} | {} | {:.1}% | {:.1}% | {ratio} | {:.3} | {:.3} | {} | {:.0} | {:.0} |",
+            "| {name} | {} | {:.1}% | {:.1}% | {ratio} | {:.1}% | {:.1}% | {:.3} | {:.3} | {} | {:.0} | {:.0} |",
             a.n,
             pct(a.exact, a.n),
             pct(b.exact, b.n),
+            pct(a.loose, a.n),
+            pct(b.loose, b.n),
             a.es / a.n.max(1) as f64,
             b.es / b.n.max(1) as f64,
             b.empty,
@@ -580,7 +617,7 @@ fn main() {
     }
     let errors: usize = naive.iter().chain(&default).map(|r| r.2.errors).sum();
     println!(
-        "\n(errors: {errors}; wall time {:.0} s; exact = first line equal, trailing spaces ignored; edit sim. over the whole suggestion)",
+        "\n(errors: {errors}; wall time {:.0} s; exact = first line equal, trailing spaces ignored; loose = first non-blank lines equal, trimmed; edit sim. over as many lines as were removed)",
         t0.elapsed().as_secs_f64()
     );
 }
