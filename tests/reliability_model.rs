@@ -197,3 +197,32 @@ fn very_long_lines_with_the_real_model() {
     assert_eq!(stats["openDocuments"], 1);
     assert!(s.shutdown().success());
 }
+
+/// A panic inside the inference thread (triggered through a test hook) is
+/// answered as an error naming it, and the engine goes on: the next
+/// completion, of the same document's neighbour, comes from the model, and
+/// the documents are untouched.
+#[test]
+fn the_engine_survives_a_panic_in_the_inference_thread() {
+    common::model_path();
+    let mut s = TestServer::spawn(&[], &[("SLM_LS_TEST_HOOKS", "1")]);
+    s.initialize(json!({ "completion": { "maxTokens": 8 } }), json!({}));
+    s.wait_ready();
+    let bad = "file:///work/slm-ls-test-engine-panic";
+    s.open(bad, "python", "def add(a, b):\n    return a\n");
+    s.open(URI, "python", "def add(a, b):\n    return a\n");
+    let r = s.inline_completion(bad, 1, 12);
+    let msg = r["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("internal error in the inference engine") && msg.contains("test panic"),
+        "{r}"
+    );
+    for _ in 0..2 {
+        let r = s.inline_completion(URI, 1, 12);
+        assert!(r.get("error").is_none(), "the engine answers again: {r}");
+        assert!(r["result"]["items"].is_array(), "{r}");
+    }
+    let stats = s.request("slm-ls/stats", json!(null));
+    assert_eq!(stats["openDocuments"], 2, "{stats}");
+    assert!(s.shutdown().success());
+}

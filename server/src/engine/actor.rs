@@ -31,6 +31,24 @@ use super::speculate;
 use super::stop;
 use super::{EngineInfo, EngineSettings, Event, Job, Msg, Outcome, Stats, StopReason};
 
+/// A prompt for a document whose path ends with this panics the inference
+/// thread when `SLM_LS_TEST_HOOKS=1` (never set by editors), so the
+/// reliability suite can prove the engine survives a panic.
+pub const TEST_PANIC_PATH: &str = "slm-ls-test-engine-panic";
+
+fn test_hooks() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SLM_LS_TEST_HOOKS").is_ok_and(|v| v == "1"))
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// llama.cpp's backend is process-global and may be initialised once.
 pub(crate) fn backend() -> Result<&'static LlamaBackend, String> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
@@ -305,7 +323,23 @@ impl Engine<'_> {
         } else {
             stats.requests.fetch_add(1, Ordering::Relaxed);
         }
-        let result = self.run_job(&job, warm);
+        // A panic in our code or the bindings must not take the engine down
+        // with it (every later request would fail): answer this job with
+        // the error and start the caches afresh, since a half-done job can
+        // leave a slot's token list out of step with its KV cells.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_job(&job, warm)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic_message(panic.as_ref());
+            tracing::error!("the inference engine panicked ({what}); its KV cache was reset");
+            for i in 0..self.slots.len() {
+                self.reset_slot(i as i32, i);
+            }
+            Err(format!(
+                "internal error in the inference engine ({what}); its cache was reset and the next request starts afresh"
+            ))
+        });
         match result {
             Ok(Some(outcome)) => {
                 if !warm {
@@ -343,6 +377,9 @@ impl Engine<'_> {
     /// Run one job. `Ok(None)` = cancelled (or, for a warm-up, preempted).
     fn run_job(&mut self, job: &Job, warm: bool) -> Result<Option<Outcome>, String> {
         let t0 = Instant::now();
+        if job.input.path.ends_with(TEST_PANIC_PATH) && test_hooks() {
+            panic!("test panic in the inference thread");
+        }
         let vocab = LlamaVocabAdapter(self.model);
         let mut prompt = self.format.build(&vocab, &job.input);
         // Safety net: the context builder budgets tokens, but never let a
