@@ -573,3 +573,47 @@ fn cross_file_context_reaches_the_prompt() {
     );
     assert!(s.shutdown().success());
 }
+
+/// With a completion server configured, no local model is loaded (not even
+/// tried: the configured path does not exist, and nothing says so); going
+/// back to `backend: local` loads it, and its error is the model's.
+#[test]
+fn no_local_model_is_loaded_for_a_completion_server() {
+    let kind = Kind::LlamaServer;
+    let fake = start(kind);
+    let settings = kind.settings(&fake.url);
+    let mut s = spawn(settings.clone());
+    s.open(URI, "python", "def f(n):\n    return n\n");
+    let r = s.inline_completion(URI, 1, 12);
+    assert!(r.get("error").is_none(), "{r}");
+    // Editors show the server as the model, ready (not an error).
+    let stats = s.request("slm-ls/stats", json!(null));
+    assert_eq!(stats["model"]["backend"], "llama-server", "{stats}");
+    assert_eq!(
+        stats["model"]["name"], "completion server (llama-server)",
+        "{stats}"
+    );
+    assert!(
+        !s.log_text().contains("/nonexistent/model.gguf"),
+        "the local model was tried: {}",
+        s.log_text()
+    );
+    // Back to the local engine: now it loads (and this path fails).
+    let mut local = settings;
+    local["completion"]["backend"] = json!("local");
+    s.notify(
+        "workspace/didChangeConfiguration",
+        json!({ "settings": local }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s.inline_completion(URI, 1, 12);
+        let msg = r["error"]["message"].as_str().unwrap_or("").to_string();
+        if msg.contains("/nonexistent/model.gguf") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no load after the switch: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(s.shutdown().success());
+}

@@ -112,7 +112,9 @@ fn release_free_memory() {
 pub fn apply_settings(state: &State, value: &Value) -> std::result::Result<bool, String> {
     let new = Config::from_json(value)?;
     let mut cfg = state.config.write().unwrap();
-    let reload = cfg.model != new.model;
+    // A new model, or a switch between the local engine and a server.
+    let local = |c: &Config| c.completion.backend == crate::remote::CompletionBackend::Local;
+    let reload = cfg.model != new.model || local(&cfg) != local(&new);
     *cfg = new;
     Ok(reload)
 }
@@ -441,6 +443,14 @@ pub async fn stats(state: Arc<State>) -> Result<Value> {
             json!({ "name": e.info.model_name, "fim": e.info.fim.to_string(), "loadMs": e.info.load_ms }),
             serde_json::to_value(e.stats.report()).unwrap_or_default(),
         ),
+        // A completion server instead of a local model: ready, not an error.
+        Err(_) if matches!(&*state.engine.read().unwrap(), EngineState::Unused(_)) => {
+            let backend = state.config().completion.backend.name();
+            (
+                json!({ "name": format!("completion server ({backend})"), "backend": backend }),
+                Value::Null,
+            )
+        }
         Err(msg) => (json!({ "error": msg }), Value::Null),
     };
     // [remote] issue 5: remote token counts and the estimated cost saved by
@@ -466,6 +476,18 @@ pub async fn load_engine(state: Arc<State>) {
     let config = state.config();
     let path = state.model_path(&config);
     let generation = state.engine_generation.fetch_add(1, Ordering::SeqCst) + 1;
+    let backend = config.completion.backend;
+    if backend != crate::remote::CompletionBackend::Local {
+        // Completions come from a server: do not spend RAM and a core on a
+        // model nobody asks. Dropping a loaded one joins its thread.
+        tracing::info!("completion.backend is {}: no local model", backend.name());
+        let old = std::mem::replace(
+            &mut *state.engine.write().unwrap(),
+            EngineState::Unused(backend.name()),
+        );
+        tokio::task::spawn_blocking(move || drop(old)).await.ok();
+        return;
+    }
     let settings = match EngineSettings::from_config(&config, path.clone()) {
         Ok(s) => s,
         Err(e) => return engine_failed(&state, generation, e).await,

@@ -23,6 +23,9 @@ pub enum EngineState {
     Loading(u8),
     Ready(Arc<InferenceHandle>),
     Failed(String),
+    /// `completion.backend` is a completion server: no local model is
+    /// loaded (RAM and a core stay free); the name of the backend.
+    Unused(&'static str),
 }
 
 /// Overrides from the command line; they win over client settings.
@@ -80,6 +83,9 @@ impl State {
             EngineState::Loading(p) => Err(format!("slm-ls: the model is still loading ({p}%)")),
             EngineState::Failed(e) => Err(format!("slm-ls: no model: {e}")),
             EngineState::NotLoaded => Err("slm-ls: the model is not loaded yet".into()),
+            EngineState::Unused(backend) => Err(format!(
+                "slm-ls: no local model is loaded: completions come from the completion server (completion.backend = {backend})"
+            )),
         }
     }
 
