@@ -85,43 +85,6 @@ struct Sample {
     siblings: Vec<(PathBuf, String)>,
 }
 
-fn stdlib_dir() -> PathBuf {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-fn registry_dirs(prefixes: &[&str]) -> Vec<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-    let mut out = Vec::new();
-    let Ok(idx) = std::fs::read_dir(home.join("registry/src")) else {
-        return out;
-    };
-    for i in idx.flatten() {
-        let Ok(crates) = std::fs::read_dir(i.path()) else {
-            continue;
-        };
-        for c in crates.flatten() {
-            let n = c.file_name().to_string_lossy().into_owned();
-            if prefixes.iter().any(|p| {
-                n.starts_with(&format!("{p}-"))
-                    && n[p.len() + 1..].starts_with(|ch: char| ch.is_ascii_digit())
-            }) {
-                out.push(c.path());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn files_under(dir: &Path, ext: &[&str], out: &mut Vec<PathBuf>, depth: usize) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -143,9 +106,9 @@ fn files_under(dir: &Path, ext: &[&str], out: &mut Vec<PathBuf>, depth: usize) {
 /// (lang name, languageId, tree-sitter Lang, candidate files)
 fn corpora() -> Vec<(&'static str, &'static str, Lang, Vec<PathBuf>)> {
     let mut py = Vec::new();
-    files_under(&stdlib_dir(), &[".py"], &mut py, 1);
+    files_under(&common::stdlib_dir(), &[".py"], &mut py, 1);
     let mut rs = Vec::new();
-    for d in registry_dirs(&[
+    for d in common::registry_crates(&[
         "ropey",
         "regex",
         "serde_json",
@@ -163,7 +126,7 @@ fn corpora() -> Vec<(&'static str, &'static str, Lang, Vec<PathBuf>)> {
         2,
     );
     let mut cpp = Vec::new();
-    for d in registry_dirs(&["llama-cpp-sys-2"]) {
+    for d in common::registry_crates(&["llama-cpp-sys-2"]) {
         files_under(&d.join("llama.cpp/src"), &[".cpp"], &mut cpp, 1);
     }
     let mut go = Vec::new();

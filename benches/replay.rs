@@ -37,35 +37,11 @@ struct Case {
     span: String,
 }
 
-fn stdlib_dir() -> PathBuf {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 fn registry_file(krate: &str, rel: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-    for idx in std::fs::read_dir(home.join("registry/src")).ok()?.flatten() {
-        for c in std::fs::read_dir(idx.path()).ok()?.flatten() {
-            let n = c.file_name().to_string_lossy().into_owned();
-            if n.starts_with(&format!("{krate}-"))
-                && n[krate.len() + 1..].starts_with(|ch: char| ch.is_ascii_digit())
-            {
-                let p = c.path().join(rel);
-                if p.exists() {
-                    return Some(p);
-                }
-            }
-        }
-    }
-    None
+    common::registry_crates(&[krate])
+        .into_iter()
+        .map(|c| c.join(rel))
+        .find(|p| p.exists())
 }
 
 /// Pick a line at least `min_chars` into the file whose code after the
@@ -105,7 +81,7 @@ fn cases() -> Vec<Case> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    let lib = stdlib_dir();
+    let lib = common::stdlib_dir();
     let mut out = Vec::new();
     for f in [
         "textwrap.py",

@@ -49,15 +49,7 @@ fn run(e: &InferenceHandle, key: &str, prefix: &str, p: GenParams) -> (String, u
 }
 
 fn source() -> String {
-    let lib = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .unwrap();
-    let dir = String::from_utf8(lib.stdout).unwrap();
-    let text = std::fs::read_to_string(format!("{}/textwrap.py", dir.trim())).unwrap();
+    let text = std::fs::read_to_string(common::stdlib_dir().join("textwrap.py")).unwrap();
     text.chars().take(3000).collect()
 }
 

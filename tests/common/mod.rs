@@ -39,6 +39,48 @@ pub fn model_path() -> PathBuf {
     p
 }
 
+// --- real code not written here (the benchmarks' and tests' corpora) ---
+
+/// The Python standard library of the `python3` on this machine.
+pub fn stdlib_dir() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+        ])
+        .output()
+        .expect("python3");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Unpacked sources in the cargo registry of crates named `prefixes`
+/// (`ropey` matches `ropey-1.6.1`, not `ropey-extra-0.1`), sorted.
+pub fn registry_crates(prefixes: &[&str]) -> Vec<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+    let mut out = Vec::new();
+    let Ok(idx) = std::fs::read_dir(home.join("registry/src")) else {
+        return out;
+    };
+    for i in idx.flatten() {
+        let Ok(crates) = std::fs::read_dir(i.path()) else {
+            continue;
+        };
+        for c in crates.flatten() {
+            let n = c.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| {
+                n.starts_with(&format!("{p}-"))
+                    && n[p.len() + 1..].starts_with(|ch: char| ch.is_ascii_digit())
+            }) {
+                out.push(c.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 pub struct TestServer {
     child: Child,
     stdin: Option<ChildStdin>,
