@@ -733,3 +733,64 @@ fn code_action_offers_explain_on_a_selection() {
     bare.open(URI, "python", DB_PY);
     none(&mut bare, URI, sel, json!({ "diagnostics": [] }));
 }
+
+/// Helix (and Neovim's code-action menu) drop `workspace/executeCommand`
+/// results: for a client that can open documents, the Explain code action
+/// asks for the answer as a document too, and the server writes it to a
+/// Markdown file and sends `window/showDocument` for it. A client without
+/// that capability gets the plain action.
+#[test]
+fn explain_answer_opens_as_a_document_for_clients_that_drop_results() {
+    let pieces = ["`connect` opens", " a connection."];
+    let fake = FakeServer::always(Reply::sse(openai_chat(&pieces), Duration::from_millis(10)));
+    let action_args = |caps: Value| -> (TestServer, Value) {
+        let mut s = TestServer::spawn(
+            &[],
+            &[("SLM_LS_MODEL", "/nonexistent/model.gguf"), (KEY_ENV, KEY)],
+        );
+        s.initialize(openai_settings(&fake.url), caps);
+        s.open(URI, "python", DB_PY);
+        let r = s.request(
+            "textDocument/codeAction",
+            json!({ "textDocument": { "uri": URI }, "range": range(7, 0, 8, 0),
+                    "context": { "diagnostics": [], "triggerKind": 1 } }),
+        );
+        let args = r[0]["command"]["arguments"][0].clone();
+        (s, args)
+    };
+    let (mut plain, args) = action_args(json!({}));
+    assert!(args.get("show").is_none(), "{args}");
+    assert!(plain.shutdown().success());
+
+    let (mut s, args) = action_args(json!({ "window": { "showDocument": { "support": true } } }));
+    assert_eq!(args["show"], "document", "{args}");
+    let id = s.request_async(
+        "workspace/executeCommand",
+        json!({ "command": "slm-ls.explain", "arguments": [args] }),
+    );
+    let r = s.response(id, Duration::from_secs(60));
+    assert_eq!(r["result"]["markdown"], pieces.concat(), "{r}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        if let Some(m) = s
+            .notifications
+            .iter()
+            .find(|m| m["method"] == "window/showDocument")
+        {
+            break m.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no window/showDocument"
+        );
+        if let Some(m) = s.recv(Duration::from_millis(200)) {
+            s.notifications.push(m);
+        }
+    };
+    let uri = shown["params"]["uri"].as_str().unwrap();
+    assert_eq!(shown["params"]["takeFocus"], true);
+    let path = uri.strip_prefix("file://").expect("a file URI");
+    assert!(path.ends_with("db.py.md"), "{path}");
+    assert_eq!(std::fs::read_to_string(path).unwrap(), pieces.concat());
+    assert!(s.shutdown().success());
+}

@@ -14,6 +14,7 @@
 //! `data.kind` names the fault (see `docs/lsp-extensions.md`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use crate::document::Snapshot;
 use crate::postprocess;
 use crate::remote::{self, Cancel, CancelOnDrop, RemoteError};
 
-/// Arguments of `slm-ls.explain`: `[{ uri, range, dryRun? }]`.
+/// Arguments of `slm-ls.explain`: `[{ uri, range, dryRun?, show? }]`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ExplainArgs {
@@ -40,6 +41,59 @@ struct ExplainArgs {
     range: lsp::Range,
     #[serde(default)]
     dry_run: bool,
+    /// `"document"`: also write the answer to a Markdown file and ask the
+    /// client to open it (`window/showDocument`), for clients that drop
+    /// command results (Helix, Neovim's code-action menu).
+    #[serde(default)]
+    show: Option<String>,
+}
+
+/// Write `markdown` to a file of its own under the temp dir and ask the
+/// client to open it. Not awaited by the command: the client answers
+/// `showDocument` after it has the command's result, in some clients.
+fn show_as_document(state: &State, source_path: &str, markdown: &str) {
+    static SEQ: AtomicU64 = AtomicU64::new(1);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join("slm-ls-explain");
+    let stem: String = source_path
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("code")
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let file = dir.join(format!("{}-{seq}-{stem}.md", std::process::id()));
+    let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, markdown));
+    let uri = match written.map(|_| lsp::Uri::from_file_path(&file)) {
+        Ok(Some(uri)) => uri,
+        Ok(None) | Err(_) => {
+            tracing::warn!(
+                "slm-ls.explain: cannot write the answer to {}",
+                file.display()
+            );
+            return;
+        }
+    };
+    let client = state.client.clone();
+    tokio::spawn(async move {
+        let shown = client
+            .show_document(lsp::ShowDocumentParams {
+                uri,
+                external: Some(false),
+                take_focus: Some(true),
+                selection: None,
+            })
+            .await;
+        if !matches!(shown, Ok(true)) {
+            tracing::info!("the client did not open the explain answer: {shown:?}");
+        }
+    });
 }
 
 fn invalid_params(msg: impl Into<String>) -> Error {
@@ -283,6 +337,7 @@ pub async fn execute(state: Arc<State>, p: lsp::ExecuteCommandParams) -> Result<
         .map_err(|e| invalid_params(e.to_string()))?;
     let cfg = state.config().remote;
     let (path, abs) = paths(&state, &snap.uri);
+    let path_for_show = path.clone();
 
     // Prompt building scans the document (scope search, redaction): off the
     // runtime too, like the request itself.
@@ -390,6 +445,9 @@ pub async fn execute(state: Arc<State>, p: lsp::ExecuteCommandParams) -> Result<
                     cfg.max_tokens
                 ));
             }
+            if args.show.as_deref() == Some("document") {
+                show_as_document(&state, &path_for_show, &markdown);
+            }
             Ok(Some(json!({
                 "markdown": markdown,
                 "model": model,
@@ -434,7 +492,14 @@ pub fn code_action(
     let command = lsp::Command {
         title: title.clone(),
         command: CMD_EXPLAIN.into(),
-        arguments: Some(vec![json!({ "uri": uri, "range": p.range })]),
+        arguments: Some(vec![
+            if state.client_show_document.load(Ordering::Relaxed) {
+                // The client may drop the command's result: open it as a file too.
+                json!({ "uri": uri, "range": p.range, "show": "document" })
+            } else {
+                json!({ "uri": uri, "range": p.range })
+            },
+        ]),
     };
     Ok(Some(vec![lsp::CodeActionOrCommand::CodeAction(
         lsp::CodeAction {

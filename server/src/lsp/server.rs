@@ -191,6 +191,15 @@ impl Backend {
         self.state
             .client_progress
             .store(progress, std::sync::atomic::Ordering::Relaxed);
+        let show_document = params
+            .capabilities
+            .window
+            .as_ref()
+            .and_then(|w| w.show_document.as_ref())
+            .is_some_and(|s| s.support);
+        self.state
+            .client_show_document
+            .store(show_document, std::sync::atomic::Ordering::Relaxed);
         #[allow(deprecated)]
         let root = params
             .workspace_folders

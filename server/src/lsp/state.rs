@@ -48,6 +48,8 @@ pub struct State {
     pub root_uri: RwLock<Option<String>>,
     /// Client can show `$/progress` created with `window/workDoneProgress/create`.
     pub client_progress: AtomicBool,
+    /// Client opens documents on `window/showDocument` (explain answers).
+    pub client_show_document: AtomicBool,
     pub load_percent: AtomicU8,
 }
 
@@ -64,6 +66,7 @@ impl State {
             typed_ahead: TypedAhead::default(),
             root_uri: RwLock::new(None),
             client_progress: AtomicBool::new(false),
+            client_show_document: AtomicBool::new(false),
             load_percent: AtomicU8::new(0),
         }
     }
