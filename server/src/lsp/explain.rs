@@ -48,6 +48,24 @@ struct ExplainArgs {
     show: Option<String>,
 }
 
+/// Answers older than a day are litter: remove them (best effort).
+fn remove_old_answers(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+        if old && e.path().extension().is_some_and(|x| x == "md") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Write `markdown` to a file of its own under the temp dir and ask the
 /// client to open it. Not awaited by the command: the client answers
 /// `showDocument` after it has the command's result, in some clients.
@@ -69,6 +87,7 @@ fn show_as_document(state: &State, source_path: &str, markdown: &str) {
         })
         .collect();
     let file = dir.join(format!("{}-{seq}-{stem}.md", std::process::id()));
+    remove_old_answers(&dir);
     let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, markdown));
     let uri = match written.map(|_| lsp::Uri::from_file_path(&file)) {
         Ok(Some(uri)) => uri,
