@@ -295,6 +295,9 @@ pub fn snippets(query: &Query<'_>, others: &[OtherDoc]) -> Vec<Snippet> {
                 continue;
             }
             let is_recent = recent.contains(&(i, start));
+            if q.is_empty() && !is_recent {
+                continue; // nothing to be similar to: only recent chunks count
+            }
             let text = rope.slice(cs..ce).to_string();
             let ids = identifiers(&text);
             let inter = ids.intersection(&q).count();

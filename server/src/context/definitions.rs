@@ -27,7 +27,6 @@ const MAX_NODES: usize = 4000;
 /// One definition found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Definition {
-    pub name: String,
     /// First line of the node.
     pub line: usize,
     /// The whole definition (when short) or its header.
@@ -82,7 +81,6 @@ fn visit(
             if wanted.contains(name.as_str()) {
                 if let Some((text, whole)) = snippet(rope, node) {
                     out.push(Definition {
-                        name,
                         line: start,
                         text,
                         whole,

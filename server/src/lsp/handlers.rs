@@ -231,8 +231,8 @@ async fn suggest(
 }
 
 /// [context] The other open documents, for cross-file snippets, except
-/// those matching one of `never_send` (besides the built-in secrets list,
-/// which `context::crossfile` always applies).
+/// those matching one of the user's `never_send` patterns (the built-in
+/// secrets list is `context::crossfile`'s job: it applies it always).
 pub(super) fn other_docs(
     state: &State,
     uri: &str,
@@ -243,16 +243,13 @@ pub(super) fn other_docs(
         .docs
         .others(uri, 64)
         .into_iter()
-        .filter(|(uri, _)| {
-            let path = proto::display_path(uri, root);
-            let abs = super::explain::file_path(uri);
-            std::iter::once(path.as_str())
-                .chain(abs.as_deref())
-                .all(|p| crate::remote::glob::never_send(p, never_send).is_none())
-        })
-        .map(|(uri, doc)| crate::context::OtherDoc {
-            path: proto::display_path(&uri, root),
-            doc,
+        .filter_map(|(uri, doc)| {
+            let path = proto::display_path(&uri, root);
+            let refused = !never_send.is_empty()
+                && std::iter::once(path.clone())
+                    .chain(super::explain::file_path(&uri))
+                    .any(|p| crate::remote::glob::never_send(&p, never_send).is_some());
+            (!refused).then_some(crate::context::OtherDoc { path, doc })
         })
         .collect()
 }
@@ -443,15 +440,14 @@ pub async fn stats(state: Arc<State>) -> Result<Value> {
             json!({ "name": e.info.model_name, "fim": e.info.fim.to_string(), "loadMs": e.info.load_ms }),
             serde_json::to_value(e.stats.report()).unwrap_or_default(),
         ),
-        // A completion server instead of a local model: ready, not an error.
-        Err(_) if matches!(&*state.engine.read().unwrap(), EngineState::Unused(_)) => {
-            let backend = state.config().completion.backend.name();
-            (
+        Err(msg) => match *state.engine.read().unwrap() {
+            // A completion server instead of a local model: ready, not an error.
+            EngineState::Unused(backend) => (
                 json!({ "name": format!("completion server ({backend})"), "backend": backend }),
                 Value::Null,
-            )
-        }
-        Err(msg) => (json!({ "error": msg }), Value::Null),
+            ),
+            _ => (json!({ "error": msg }), Value::Null),
+        },
     };
     // [remote] issue 5: remote token counts and the estimated cost saved by
     // serving completions locally (remote/stats.rs).
