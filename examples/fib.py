@@ -9,4 +9,4 @@ def factorial(n):
     """Return n!."""
     if n == 0:
         return 1
-    return 
+    return n * factorial()

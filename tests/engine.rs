@@ -31,6 +31,7 @@ fn input(prefix: &str) -> PromptInput {
         prefix: prefix.into(),
         suffix: String::new(),
         extras: vec![],
+        ..Default::default()
     }
 }
 

@@ -2,19 +2,28 @@
 # The whole test suite: Rust unit + end-to-end tests (real binary, real
 # default model, LSP over stdio) and the editor clients' tests.
 # Run ./setup.sh once first (system packages, build, model).
+# Each step prints how long it took; one-time installs (vocabularies, editors,
+# code-server) are reused by later runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
+t_all=$(date +%s)
+t=$t_all
+step_done() { local now; now=$(date +%s); echo "    ($1: $((now - t)) s)"; t=$now; }
+
 tests/fetch-vocabs.sh
+step_done "vocabularies"
 
 # Release profile: the same llama.cpp build as ./setup.sh (it is built once).
 echo "==> cargo test (release)"
 cargo test --release --locked --workspace
+step_done "cargo test"
 
-for t in editors/*/test.sh; do
-  [ -x "$t" ] || continue
-  echo "==> $t"
-  "$t"
+for t_sh in editors/*/test.sh; do
+  [ -x "$t_sh" ] || continue
+  echo "==> $t_sh"
+  "$t_sh"
+  step_done "$t_sh"
 done
-echo "==> all tests passed"
+echo "==> all tests passed in $(( $(date +%s) - t_all )) s"

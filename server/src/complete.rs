@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use crate::config::Config;
 use crate::context::{self, Context};
 use crate::document::Document;
-use crate::engine::{CompletionStream, Event, GenParams, InferenceHandle, Outcome};
+use crate::engine::{CompletionStream, Event, GenParams, InferenceHandle, Outcome, StopReason};
 use crate::postprocess;
 
 /// One request's prepared work.
@@ -148,7 +148,9 @@ pub async fn run(
                 on_partial(&postprocess::clean(&raw, &prep.ctx));
             }
             Event::Done(outcome) => {
-                let text = postprocess::clean(&outcome.text, &prep.ctx);
+                let truncated = matches!(outcome.stop, StopReason::MaxTokens | StopReason::TimeBudget);
+                let text = postprocess::clean_final(&outcome.text, &prep.ctx, truncated);
+                tracing::debug!(raw = ?outcome.text, stop = ?outcome.stop, shown = ?text, "suggestion");
                 return Completion::Text {
                     text,
                     outcome: Some(outcome),
@@ -177,8 +179,8 @@ mod tests {
         let src = "def f(x):\n    ";
         let shown = prep_at_end(src);
         assert_eq!(
-            shown.ctx.healed, " ",
-            "the space before the cursor is healed"
+            shown.ctx.healed, "    ",
+            "the indentation before the cursor is healed"
         );
         cache.insert(&shown, "a.py", "return x");
         assert_eq!(cache.get(shown.key).as_deref(), Some("return x"));

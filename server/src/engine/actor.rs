@@ -112,8 +112,43 @@ struct Slot {
     last_used: u64,
 }
 
+/// Every token's text, for constrained decoding (token healing): built on
+/// first use, ~150k short strings for a Qwen vocabulary.
+struct Pieces {
+    bytes: Vec<Vec<u8>>,
+    /// Token ids by the first byte of their text.
+    by_first: Vec<Vec<u32>>,
+}
+
+impl Pieces {
+    fn new(model: &LlamaModel) -> Pieces {
+        let vocab = model.vocab();
+        let n = vocab.n_tokens().max(0) as usize;
+        let mut bytes = Vec::with_capacity(n);
+        let mut by_first = vec![Vec::new(); 256];
+        for t in 0..n {
+            let tok = LlamaToken(t as i32);
+            let piece = if vocab.is_control(tok) || vocab.is_eog(tok) {
+                Vec::new()
+            } else {
+                vocab.token_to_piece(tok, false, None)
+            };
+            if let Some(&b) = piece.first() {
+                by_first[b as usize].push(t as u32);
+            }
+            bytes.push(piece);
+        }
+        Pieces { bytes, by_first }
+    }
+}
+
 struct Engine<'m> {
     model: &'m LlamaModel,
+    pieces: Option<Pieces>,
+    /// Token ids of the prompt format's markers (`<|fim_prefix|>`,
+    /// `<|file_sep|>`, ...): generating one ends a suggestion even where the
+    /// vocabulary types it as user-defined rather than control.
+    format_ids: Vec<i32>,
     ctx: LlamaContext<'m>,
     format: FimFormat,
     settings: EngineSettings,
@@ -192,7 +227,10 @@ pub(crate) fn run(
     };
     let vocab = LlamaVocabAdapter(&model);
     let format = match FimFormat::detect(&vocab, settings.fim_override) {
-        Ok(f) => f,
+        Ok(mut f) => {
+            f.line_in_middle = settings.fim_line_in_middle;
+            f
+        }
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
@@ -222,8 +260,11 @@ pub(crate) fn run(
             last_used: 0,
         })
         .collect();
+    let format_ids = format.control_ids().collect();
     let mut engine = Engine {
         model: &model,
+        pieces: None,
+        format_ids,
         ctx,
         format,
         settings,
@@ -469,6 +510,10 @@ impl Engine<'_> {
         let mut accepted_total = 0usize;
         let mut logits_idx = self.batch.n_tokens() - 1;
         let max_tokens = job.params.max_tokens as usize;
+        // Token healing: the whitespace the prompt left out must be the
+        // first thing the model writes (it then picks the token that
+        // carries it, e.g. `" return"`, instead of re-typing indentation).
+        let mut forced: &[u8] = job.input.heal.as_bytes();
         let stop_reason = 'gen: loop {
             if job.cancel.is_cancelled() {
                 return Ok(None);
@@ -484,18 +529,27 @@ impl Engine<'_> {
             if n_past + 2 >= self.settings.context_tokens as usize {
                 break StopReason::MaxTokens;
             }
-            let token = sampler.sample(&self.ctx, logits_idx);
+            let token = if forced.is_empty() {
+                sampler.sample(&self.ctx, logits_idx)
+            } else {
+                match self.forced_token(logits_idx, forced) {
+                    Some(t) => t,
+                    None => break StopReason::EndOfGeneration,
+                }
+            };
             if self.is_stop_token(token) {
                 break StopReason::EndOfGeneration;
             }
-            if out.push(&self.model.vocab().token_to_piece(token, false, None)) {
+            let piece = self.model.vocab().token_to_piece(token, false, None);
+            forced = forced.get(piece.len()..).unwrap_or(&[]);
+            if out.push(&piece) {
                 break StopReason::StopRule;
             }
             // Draft the tokens after `token` and evaluate token + draft at once.
             let room = max_tokens
                 .saturating_sub(generated + 1)
                 .min(self.settings.context_tokens as usize - n_past - 2);
-            let draft = if job.params.draft_tokens > 0 && room > 0 {
+            let draft = if job.params.draft_tokens > 0 && room > 0 && forced.is_empty() {
                 let mut tail_src = self.slots[slot_idx].tokens.clone();
                 tail_src.push(token.0);
                 let tail = &tail_src[tail_src.len().saturating_sub(8)..];
@@ -618,10 +672,32 @@ impl Engine<'_> {
     }
 
     /// End-of-generation, FIM pad/sep/file-sep: any control token ends a
-    /// suggestion (a completion never contains one).
+    /// suggestion (a completion never contains one), and so do the prompt
+    /// format's own markers however the vocabulary types them.
     fn is_stop_token(&self, t: LlamaToken) -> bool {
         let v = self.model.vocab();
-        v.is_eog(t) || v.is_control(t)
+        v.is_eog(t) || v.is_control(t) || self.format_ids.contains(&t.0)
+    }
+
+    /// The most likely token whose text agrees with `forced` (starts with
+    /// it, or is a prefix of it); `None` if the vocabulary has none.
+    fn forced_token(&mut self, logits_idx: i32, forced: &[u8]) -> Option<LlamaToken> {
+        let pieces = self.pieces.get_or_insert_with(|| Pieces::new(self.model));
+        let logits = self.ctx.get_logits_ith(logits_idx);
+        let mut best: Option<(f32, u32)> = None;
+        for &t in &pieces.by_first[forced[0] as usize] {
+            let p = &pieces.bytes[t as usize];
+            let agrees = if p.len() <= forced.len() {
+                forced.starts_with(p)
+            } else {
+                p.starts_with(forced)
+            };
+            let l = logits.get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
+            if agrees && best.is_none_or(|(b, _)| l > b) {
+                best = Some((l, t));
+            }
+        }
+        best.map(|(_, t)| LlamaToken(t as i32))
     }
 
     fn reset_slot(&mut self, seq: i32, slot_idx: usize) {

@@ -45,6 +45,8 @@ pub struct EngineSettings {
     pub cache_reuse: bool,
     pub cache_reuse_min_chunk: u32,
     pub fim_override: Option<FimFamily>,
+    /// PSM prompts put the cursor line's typed part after the middle marker.
+    pub fim_line_in_middle: bool,
 }
 
 impl EngineSettings {
@@ -65,6 +67,7 @@ impl EngineSettings {
             cache_reuse: config.model.cache_reuse,
             cache_reuse_min_chunk: config.model.cache_reuse_min_chunk,
             fim_override,
+            fim_line_in_middle: config.model.fim_line_in_middle,
         })
     }
 }
@@ -188,6 +191,11 @@ struct InFlight {
     /// The job's prompt text, to recognise a request that only typed on.
     prefix: String,
     suffix: String,
+    /// A warm-up: it never answers anyone, so a request must not join it
+    /// (it would wait for events that never come). A request cancels it
+    /// instead; the chunks it already evaluated stay in the document's KV
+    /// slot and become the request's reused prefix.
+    warm: bool,
 }
 
 /// The server's side of the engine. Cheap to share behind an `Arc`; dropping
@@ -249,7 +257,10 @@ impl InferenceHandle {
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
         {
             let latest = self.latest.lock().unwrap();
-            if let Some(job) = latest.get(key).filter(|j| !j.cancel.is_cancelled()) {
+            if let Some(job) = latest
+                .get(key)
+                .filter(|j| !j.cancel.is_cancelled() && !j.warm)
+            {
                 let typed = input.prefix.strip_prefix(job.prefix.as_str());
                 if let Some(typed) = typed.filter(|_| input.suffix == job.suffix) {
                     if job.listeners.attach(tx.clone(), typed) {
@@ -299,7 +310,11 @@ impl InferenceHandle {
         let listeners = Arc::new(listeners::Listeners::new(tx));
         {
             let mut latest = self.latest.lock().unwrap();
-            if warm && latest.get(key).is_some_and(|j| !j.cancel.is_cancelled()) {
+            if warm
+                && latest
+                    .get(key)
+                    .is_some_and(|j| !j.cancel.is_cancelled() && !j.warm)
+            {
                 // A real request for this document is queued or running and
                 // will fill the cache itself: a warm-up must not cancel it.
                 cancel.cancel();
@@ -310,6 +325,7 @@ impl InferenceHandle {
                     listeners: listeners.clone(),
                     prefix: input.prefix.clone(),
                     suffix: input.suffix.clone(),
+                    warm,
                 };
                 if let Some(old) = latest.insert(key.to_string(), entry) {
                     old.cancel.cancel();

@@ -3,9 +3,17 @@
 //! Layout rule for cache reuse: what changes rarely comes first (cross-file
 //! snippets, then the head of the prefix), what changes on every keystroke
 //! comes last. For families trained on suffix-prefix-middle (SPM) order
-//! the suffix goes before the prefix, so typing only touches the tail; for
-//! prefix-suffix-middle (PSM) families the suffix follows the prefix and
-//! survives edits through chunk reuse (see `reuse.rs`).
+//! the suffix goes before the prefix, so typing only touches the tail. For
+//! prefix-suffix-middle (PSM) families (Qwen, StarCoder, DeepSeek) the
+//! suffix follows the prefix, so a keystroke changes the text before the
+//! suffix, whose cached keys are then shifted (approximate) or recomputed.
+//! `line_in_middle` (`model.fimLineInMiddle`, off by default) instead puts
+//! the part of the cursor's line already typed after the middle marker, as
+//! if the model had written it: prefix and suffix stay byte-identical while
+//! the user types on a line and attention is exact. Measured with
+//! Qwen2.5-Coder-0.5B it answers worse (a leading space after a word,
+//! `area(10, 20)` where the suffix wants `area(w, h)`: the model was not
+//! trained on middles that begin at a line start), so it stays opt-in.
 //!
 //! User text is always tokenized with special-token parsing **off**: a file
 //! that contains `<fim_prefix>` must not inject control tokens.
@@ -23,6 +31,25 @@ pub struct PromptInput {
     pub suffix: String,
     /// Snippets from other files, most stable first.
     pub extras: Vec<Snippet>,
+    /// How many bytes at the end of `prefix` belong to the cursor's line
+    /// (what the user has typed on it so far). PSM layouts put them after
+    /// the middle marker; 0 keeps the classic layout.
+    pub line_len: usize,
+    /// Whitespace the prompt leaves out before the cursor (token healing,
+    /// see `Context::healed`): the engine makes the model write exactly
+    /// this first, and post-processing removes it again.
+    pub heal: String,
+}
+
+impl PromptInput {
+    /// `prefix` split into (text before the cursor's line, the line's typed part).
+    pub fn split_line(&self) -> (&str, &str) {
+        let mut at = self.prefix.len().saturating_sub(self.line_len);
+        while !self.prefix.is_char_boundary(at) {
+            at += 1;
+        }
+        self.prefix.split_at(at)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +151,9 @@ pub struct FimFormat {
     /// `<|file_sep|>` / `<file_sep>` when the model has repo-level tokens.
     file_sep: Option<i32>,
     bos: Option<i32>,
+    /// PSM families: the cursor line's typed part goes after the middle
+    /// marker (see the module docs). Set from `model.fimLineInMiddle`.
+    pub line_in_middle: bool,
 }
 
 impl FimFormat {
@@ -143,6 +173,7 @@ impl FimFormat {
             markers,
             file_sep,
             bos,
+            line_in_middle: false,
         };
         if let Some(family) = override_ {
             return match family {
@@ -174,6 +205,12 @@ impl FimFormat {
         Ok(make(FimFamily::None, vec![]))
     }
 
+    /// Every special token id the prompt uses (markers, file separator):
+    /// a completion that produces one has ended.
+    pub fn control_ids(&self) -> impl Iterator<Item = i32> + '_ {
+        self.markers.iter().copied().chain(self.file_sep)
+    }
+
     pub fn is_fim(&self) -> bool {
         self.family != FimFamily::None
     }
@@ -195,12 +232,18 @@ impl FimFormat {
             | FimFamily::CodeGemma
             | FimFamily::Generic
             | FimFamily::DeepSeek => {
-                // PSM: <pre> prefix <suf> suffix <mid>
+                // PSM: <pre> prefix <suf> suffix <mid> [typed part of the line]
+                let (head, line) = if self.line_in_middle {
+                    input.split_line()
+                } else {
+                    (input.prefix.as_str(), "")
+                };
                 out.push(m[0]);
-                text(&mut out, &input.prefix);
+                text(&mut out, head);
                 out.push(m[1]);
                 text(&mut out, &input.suffix);
                 out.push(m[2]);
+                text(&mut out, line);
             }
             FimFamily::CodeLlama => {
                 // SPM: <PRE> <SUF>suffix <MID> prefix  (the volatile prefix last)
@@ -308,6 +351,8 @@ pub(crate) mod tests {
             prefix: "def f(".into(),
             suffix: "):".into(),
             extras: vec![],
+            line_len: 0,
+            heal: String::new(),
         }
     }
 
@@ -386,6 +431,40 @@ pub(crate) mod tests {
             i.extras.push(snippet.clone());
             assert_eq!(render(&v, &f.build(&v, &i)), want, "{path}");
         }
+    }
+
+    #[test]
+    fn psm_puts_the_typed_part_of_the_cursor_line_after_the_middle_marker() {
+        let v = FakeVocab::with(&["<fim_prefix>", "<fim_suffix>", "<fim_middle>"]);
+        let mut f = FimFormat::detect(&v, None).unwrap();
+        assert!(!f.line_in_middle, "opt-in (model.fimLineInMiddle)");
+        f.line_in_middle = true;
+        let mut i = input();
+        i.prefix = "import os\n    x = f(".into();
+        i.line_len = "    x = f(".len();
+        assert_eq!(
+            render(&v, &f.build(&v, &i)),
+            "<fim_prefix>import os\n<fim_suffix>):<fim_middle>    x = f("
+        );
+        // Typing on the line only appends to the prompt: the cache is exact.
+        let before = f.build(&v, &i);
+        i.prefix.push('a');
+        i.line_len += 1;
+        let after = f.build(&v, &i);
+        assert_eq!(&after[..before.len()], &before[..]);
+        // The classic layout ends the prefix at the cursor.
+        f.line_in_middle = false;
+        assert_eq!(
+            render(&v, &f.build(&v, &i)),
+            "<fim_prefix>import os\n    x = f(a<fim_suffix>):<fim_middle>"
+        );
+        // A line longer than the prefix window (cut mid-line) stays whole.
+        f.line_in_middle = true;
+        i.line_len = 10_000;
+        assert_eq!(
+            render(&v, &f.build(&v, &i)),
+            "<fim_prefix><fim_suffix>):<fim_middle>import os\n    x = f(a"
+        );
     }
 
     #[test]

@@ -39,7 +39,16 @@ pub fn cut_point(rules: &StopRules, text: &str) -> Option<usize> {
                 }
             }
             if let Some(s) = &rules.suffix_line {
-                if body.trim() == s.trim() {
+                // A lone closer (`}`, `end`) only matches at the suffix
+                // line's own indentation: `    }` closing a block the
+                // completion opened is not the suffix's `  }`.
+                let short = s.trim().len() <= 3;
+                let same = if short {
+                    body.trim_end() == s.trim_end()
+                } else {
+                    body.trim() == s.trim()
+                };
+                if same {
                     return Some(offset);
                 }
             }
@@ -88,6 +97,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cut_point(&r, "a();\n}\n"), Some(5));
+        // A closer at another indentation closes the completion's own block.
+        let r = StopRules {
+            suffix_line: Some("  }".into()),
+            ..Default::default()
+        };
+        assert_eq!(cut_point(&r, "if a {\n    b();\n    }\n  }\n"), Some("if a {\n    b();\n    }\n".len()));
     }
 
     #[test]

@@ -46,6 +46,7 @@ fn input() -> PromptInput {
         prefix: "def add(a, b):\n    return ".into(),
         suffix: "\n\nprint(add(1, 2))\n".into(),
         extras: vec![],
+        ..Default::default()
     }
 }
 

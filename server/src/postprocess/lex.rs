@@ -117,3 +117,48 @@ pub fn first_outer_close(lang: Option<Lang>, start: State, text: &str) -> Option
     }
     None
 }
+
+/// Does `line` (the rest of a line from a point in state `start`) close
+/// every bracket and quote it opens? With `outer_closers`, brackets opened
+/// before `line` may be closed in it; without, a closer with nothing open
+/// in `line` makes it unbalanced. A line comment ends the scan.
+pub fn balanced_after(lang: Option<Lang>, start: State, line: &str, outer_closers: bool) -> bool {
+    let plain: Vec<char> = line.chars().collect();
+    let mut stack: Vec<char> = Vec::new();
+    let mut in_string = start.in_string;
+    let mut i = 0;
+    let mut byte = 0;
+    while i < plain.len() {
+        let c = plain[i];
+        if let Some(q) = in_string {
+            if c == '\\' {
+                byte += c.len_utf8() + plain.get(i + 1).map_or(0, |n| n.len_utf8());
+                i += 2;
+                continue;
+            }
+            if c == q {
+                in_string = None;
+            }
+        } else if line_comment(lang, &line[byte..]) {
+            break;
+        } else if is_quote(lang, &plain, i) {
+            in_string = Some(c);
+        } else if "([{".contains(c) {
+            stack.push(c);
+        } else if let Some(open) = match c {
+            ')' => Some('('),
+            ']' => Some('['),
+            '}' => Some('{'),
+            _ => None,
+        } {
+            match stack.pop() {
+                Some(o) if o != open => return false,
+                None if !outer_closers => return false,
+                _ => {}
+            }
+        }
+        byte += c.len_utf8();
+        i += 1;
+    }
+    in_string.is_none() && stack.is_empty()
+}

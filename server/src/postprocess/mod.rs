@@ -13,6 +13,80 @@ use crate::context::{Context, Indent};
 use crate::engine::stop;
 use crate::syntax::{self, kinds};
 
+/// The final text of a finished generation. `truncated`: the token or time
+/// budget stopped it, so its last line may be cut mid-thought, and a broken
+/// suggestion is worse than none: a multi-line text loses its unfinished
+/// last line; a text that never finished its first line is kept only if
+/// that line is complete where it stands ([`line_is_complete`]).
+pub fn clean_final(raw: &str, ctx: &Context, truncated: bool) -> String {
+    if !truncated || ctx.naive {
+        return clean(raw, ctx);
+    }
+    match raw.rfind('\n') {
+        Some(nl) => {
+            // The last line may have ended exactly at the budget (`}`):
+            // keep it when the whole text leaves the code well-formed.
+            let whole = clean(raw, ctx);
+            if whole.contains('\n') && insertion_parses(&whole, ctx) {
+                return whole;
+            }
+            clean(&raw[..nl], ctx)
+        }
+        None => {
+            let text = clean(raw, ctx);
+            if line_is_complete(&text, ctx) {
+                text
+            } else {
+                String::new()
+            }
+        }
+    }
+}
+
+/// Would inserting the one-line `text` at the cursor leave the code as
+/// well-formed as it was? Brackets and quotes must balance against the
+/// rest of the line, and where the language has a grammar the parse of
+/// the window with the text in it has no more errors than without it
+/// (`n * factorial(n -` fails; `n * factorial(n - 1)` passes).
+pub fn line_is_complete(text: &str, ctx: &Context) -> bool {
+    if text.trim().is_empty() {
+        return true;
+    }
+    // An operator with nothing after it (grammars often recover from that
+    // with a MISSING node that the code without the text had too).
+    let end = text.trim_end();
+    let dangling = end.ends_with(|c: char| "+-*/%=<>&|^,.!~?".contains(c))
+        && !end.ends_with("++")
+        && !end.ends_with("--")
+        && ctx.line_suffix.trim().is_empty();
+    if dangling {
+        return false;
+    }
+    let state = lex::State::after(ctx.lang, &ctx.line_prefix);
+    let line = format!("{text}{}", ctx.line_suffix);
+    if !lex::balanced_after(ctx.lang, state, &line, true) {
+        return false;
+    }
+    insertion_parses(text, ctx)
+}
+
+/// The window with `text` inserted at the cursor parses with no more
+/// errors than without it (true where the language has no grammar).
+fn insertion_parses(text: &str, ctx: &Context) -> bool {
+    let Some(lang) = ctx.lang else {
+        return true;
+    };
+    let prefix = format!("{}{}", ctx.input.prefix, ctx.healed);
+    let errors = |doc: &str| syntax::parse_str(lang, doc).map(|t| syntax::error_count(&t));
+    match (
+        errors(&format!("{prefix}{text}{}", ctx.input.suffix)),
+        errors(&format!("{prefix}{}", ctx.input.suffix)),
+    ) {
+        (Some(with), Some(without)) => with <= without,
+        _ => true,
+    }
+}
+
 /// Run every step in order.
 pub fn clean(raw: &str, ctx: &Context) -> String {
     if ctx.naive {
@@ -324,10 +398,17 @@ pub fn drop_suffix_overlap(text: &str, ctx: &Context) -> String {
     let first = text[..first_end].trim_end();
     // Longest k: first line ends with rest[..k] (rest trimmed at start too).
     let rest_t = rest.trim_start();
+    // Dropping the overlap must not unbalance a line that was balanced
+    // (`b.len()` before `);`: its `)` is its own, not the suffix's).
+    let balanced = |first: &str| {
+        let line = format!("{}{first}{rest}", ctx.line_prefix);
+        lex::balanced_after(ctx.lang, lex::State::default(), &line, false)
+    };
+    let was_balanced = balanced(first);
     let mut best = 0;
     for (k, _) in rest_t.char_indices().skip(1).chain([(rest_t.len(), ' ')]) {
         let piece = &rest_t[..k];
-        if first.ends_with(piece) {
+        if first.ends_with(piece) && (!was_balanced || balanced(&first[..first.len() - k])) {
             let symbolic = piece
                 .chars()
                 .any(|c| !c.is_alphanumeric() && !c.is_whitespace() && c != '_');

@@ -37,16 +37,25 @@ fn whitespace_only_is_no_suggestion() {
 
 #[test]
 fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
+    // On a line of indentation only, the whole indentation is left out
+    // (the engine makes the model write it first).
     let ctx = fixture("a.py", "def f(x):\n    $0\n");
-    assert_eq!(ctx.healed, " ");
-    assert!(ctx.input.prefix.ends_with("def f(x):\n   "));
+    assert_eq!(ctx.healed, "    ");
+    assert!(ctx.input.prefix.ends_with("def f(x):\n"));
+    assert_eq!(ctx.input.heal, "    ");
+    assert_eq!(ctx.input.line_len, 0);
     check(
         unheal_whitespace,
         "a.py",
         "def f(x):\n    $0\n",
-        " return x",
+        "    return x",
         "return x",
     );
+    // After code, only the one space before the cursor.
+    let ctx = fixture("a.py", "def f(x):\n    return $0\n");
+    assert_eq!(ctx.healed, " ");
+    assert!(ctx.input.prefix.ends_with("def f(x):\n    return"));
+    assert_eq!(ctx.input.line_len, "    return".len());
     // The model took the indentation for a blank line.
     check(
         unheal_whitespace,
@@ -72,17 +81,80 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
     );
     // A tab of indentation is left out too.
     let ctx = fixture("a.go", "func f() {\n\tif x {\n\t\t$0\n\t}\n}\n");
-    assert_eq!(ctx.healed, "\t");
-    assert!(ctx.input.prefix.ends_with("if x {\n\t"));
+    assert_eq!(ctx.healed, "\t\t");
+    assert!(ctx.input.prefix.ends_with("if x {\n"));
     check(
         unheal_whitespace,
         "a.go",
         "func f() {\n\tif x {\n\t\t$0\n\t}\n}\n",
-        "\tfmt.Println()",
+        "\t\tfmt.Println()",
         "fmt.Println()",
     );
     // Nothing left out: unchanged.
     check(unheal_whitespace, "a.js", "f($0)\n", " a", " a");
+}
+
+// --- output cut by the token or time budget --------------------------------
+
+#[track_caller]
+fn check_final(path: &str, doc: &str, raw: &str, truncated: bool, want: &str) {
+    let ctx = fixture(path, doc);
+    assert_eq!(
+        clean_final(raw, &ctx, truncated),
+        want,
+        "{path}: {doc:?} + {raw:?} (truncated: {truncated})"
+    );
+}
+
+#[test]
+fn a_single_line_cut_mid_expression_is_not_shown() {
+    let doc = "def factorial(n):\n    if n <= 1:\n        return 1\n    return $0\n";
+    check_final("a.py", doc, "n * factorial(n -", true, "");
+    check_final("a.py", doc, "n * factorial(n - 1)", true, "n * factorial(n - 1)");
+    // The same text from a generation that ended by itself is not judged.
+    check_final("a.py", doc, "n * factorial(n -", false, "n * factorial(n -");
+    // An open string is unfinished too.
+    check_final("a.py", "print($0)\n", "\"hello, wor", true, "");
+    check_final("a.py", "print($0)\n", "\"hello, world\"", true, "\"hello, world\"");
+}
+
+#[test]
+fn a_single_line_may_close_what_the_line_opened_before_the_cursor() {
+    // The suffix closes the call: `b` completes it.
+    check_final("a.py", "x = f(a, $0)\n", "b", true, "b");
+    check_final("a.rs", "fn main() {\n    let x = f(a, $0);\n}\n", "b.len()", true, "b.len()");
+    check_final("a.rs", "fn main() {\n    let x = f(a, $0);\n}\n", "b.len(", true, "");
+    // A line the grammar rejects where it stands (an operator with no
+    // right-hand side) is unfinished even with balanced brackets.
+    check_final("a.js", "const y = $0\n", "a +", true, "");
+    check_final("a.js", "const y = $0\n", "a + b;", true, "a + b;");
+}
+
+#[test]
+fn a_closer_the_suggestion_balances_itself_is_not_taken_for_the_suffix() {
+    // `)` after the cursor closes `f(`; the `)` of `len()` is the text's own.
+    check(clean, "a.rs", "fn main() {\n    let x = f(a, $0);\n}\n", "b.len()", "b.len()");
+    // A real overlap still goes.
+    check(clean, "a.rs", "fn main() {\n    let x = f(a, $0);\n}\n", "b.len());", "b.len()");
+}
+
+#[test]
+fn a_multi_line_text_cut_by_the_budget_loses_its_unfinished_last_line() {
+    let doc = "def total(xs):\n    $0\n";
+    check_final(
+        "a.py",
+        doc,
+        "    s = 0\n    for x in xs:\n        s += x\n    return s +",
+        true,
+        "s = 0\n    for x in xs:\n        s += x",
+    );
+    check_final(
+        "a.py",
+        doc,
+        "    s = 0\n    for x in xs:\n        s += x\n    return s",
+        false,
+        "s = 0\n    for x in xs:\n        s += x\n    return s",
+    );
 }
 
 // --- degenerate output ----------------------------------------------------

@@ -443,6 +443,7 @@ mod tests {
                 path: "src/b.py".into(),
                 text: "B = 1".into(),
             }],
+            ..Default::default()
         }
     }
 
@@ -524,6 +525,7 @@ mod tests {
             prefix: "P".into(),
             suffix: "S".into(),
             extras: vec![],
+            ..Default::default()
         };
         assert_eq!(
             fim_text(FimFamily::StarCoder, &i),

@@ -202,6 +202,23 @@ pub fn parse_rope(lang: Lang, rope: &Rope, old: Option<&Tree>) -> Option<Tree> {
 
 /// Parse a string (used for small texts: post-processing's "document with
 /// the completion inserted").
+/// ERROR and MISSING nodes in `tree` (only subtrees that have errors are
+/// walked).
+pub fn error_count(tree: &Tree) -> usize {
+    let mut n = 0;
+    let mut stack = vec![tree.root_node()];
+    while let Some(node) = stack.pop() {
+        if node.is_error() || node.is_missing() {
+            n += 1;
+        }
+        if node.has_error() {
+            let mut c = node.walk();
+            stack.extend(node.children(&mut c));
+        }
+    }
+    n
+}
+
 pub fn parse_str(lang: Lang, text: &str) -> Option<Tree> {
     if text.len() > MAX_PARSE_BYTES {
         return None;
