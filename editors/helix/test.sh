@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Helix config check, run by tests/run.sh (the completion items Helix shows are covered by
 # tests/helix_completion.rs, run by `cargo test`):
+#   - the README's install one-liner, as written there, works on an empty HOME, twice (the
+#     second run changes nothing), and next to an existing languages.toml;
 #   - languages.toml parses, every [[language]] lists slm-ls, the server entry is complete;
 #   - the real server accepts [language-server.slm-ls.config] as initializationOptions and
 #     as workspace/didChangeConfiguration without an "invalid slm-ls settings" message;
@@ -13,6 +15,43 @@ if [ ! -x "$bin" ]; then
   echo "==> building slm-ls (release)"
   (cd "$root" && cargo build --release --locked)
 fi
+
+echo "==> helix: the README's install one-liner on an empty HOME, twice"
+# The line under the `install-one-liner` marker, exactly as users copy it.
+oneliner="$(awk '/install-one-liner/ { found = 1; next } found && /^```sh/ { getline; print; exit }' "$here/README.md")"
+[ -n "$oneliner" ] || { echo "FAIL: no install one-liner found in editors/helix/README.md" >&2; exit 1; }
+fresh="$(mktemp -d)"
+trap 'rm -rf "$fresh"' EXIT
+# A checkout at ~/slm-ls, as the README assumes: this repository's snippet and binary.
+mkdir -p "$fresh/home/slm-ls/editors/helix" "$fresh/home/slm-ls/target/release"
+cp "$here/languages.toml" "$fresh/home/slm-ls/editors/helix/"
+ln -s "$bin" "$fresh/home/slm-ls/target/release/slm-ls"
+for run in 1 2; do
+  HOME="$fresh/home" bash -euo pipefail -c "$oneliner" || { echo "FAIL: the one-liner failed (run $run) on a fresh HOME" >&2; exit 1; }
+done
+# And where the user already has a languages.toml (no newline at its end).
+mkdir -p "$fresh/home2/.config/helix"
+cp -r "$fresh/home/slm-ls" "$fresh/home2/slm-ls"
+printf '[[language]]\nname = "nix"\nauto-format = true' > "$fresh/home2/.config/helix/languages.toml"
+HOME="$fresh/home2" bash -euo pipefail -c "$oneliner" || { echo "FAIL: the one-liner failed next to an existing languages.toml" >&2; exit 1; }
+timeout 60 python3 - "$fresh" <<'PY'
+import os, subprocess, sys, tomllib
+fresh = sys.argv[1]
+for home, extra in (("home", None), ("home2", "nix")):
+    path = os.path.join(fresh, home, ".config/helix/languages.toml")
+    text = open(path).read()
+    assert text.count("[language-server.slm-ls]") == 1, f"FAIL: {home}: the snippet was appended {text.count('[language-server.slm-ls]')} times"
+    cfg = tomllib.loads(text)  # a table defined twice ("duplicate key") raises here
+    assert cfg["language-server"]["slm-ls"]["command"] == "slm-ls", cfg
+    names = [l["name"] for l in cfg["language"]]
+    assert "python" in names, names
+    if extra:
+        assert extra in names, f"FAIL: {home}: the user's own entries are kept: {names}"
+    link = os.path.join(fresh, home, ".local/bin/slm-ls")
+    out = subprocess.run([link, "--version"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0 and out.stdout.startswith("slm-ls "), out
+print("install one-liner ok: fresh HOME twice, existing languages.toml kept")
+PY
 
 echo "==> helix: languages.toml against the real server"
 timeout 60 python3 - "$here/languages.toml" "$bin" <<'PY'

@@ -90,6 +90,10 @@ pub struct CompletionConfig {
     /// Speculative decoding: tokens drafted per step from text already seen
     /// (prompt lookup); 0 turns it off. Output is the same either way.
     pub draft_tokens: u32,
+    /// How long a completion request that arrives while the model loads
+    /// waits for it (ms) before answering empty (`isIncomplete` for the
+    /// menu, so the editor asks again).
+    pub load_wait_ms: u64,
     /// [remote] Where completions come from: "local" (the in-process
     /// engine), "llama-server", "openai", "ollama" (issue 5).
     pub backend: crate::remote::CompletionBackend,
@@ -106,6 +110,7 @@ impl Default for CompletionConfig {
             enabled: true,
             typed_ahead: true,
             draft_tokens: 8,
+            load_wait_ms: 5000,
             backend: Default::default(),
             server: Default::default(),
         }

@@ -25,7 +25,8 @@ USAGE:
 ENVIRONMENT:
     SLM_LS_MODEL   path to a GGUF model (overridden by --model and model.path)
     SLM_LS_HOME    where fetched models live (default ~/.local/share/slm-ls)
-    RUST_LOG       log filter for stderr (default: info)
+    RUST_LOG       log filter for stderr (default: warnings and errors; info too
+                   when the editor asks for a trace)
 ";
 
 fn main() -> ExitCode {
@@ -40,16 +41,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// stderr logging: `RUST_LOG` when set; otherwise warnings and errors,
+/// plus info when the editor asked for a trace (`client_log.rs`).
 fn init_logging() {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,llama-cpp-2=warn"));
+    let (filter, from_env) = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(f) => (f, true),
+        Err(_) => (
+            tracing_subscriber::EnvFilter::new("info,llama-cpp-2=warn"),
+            false,
+        ),
+    };
+    let verbosity = tracing_subscriber::filter::filter_fn(move |meta| {
+        from_env || slm_ls::lsp::client_log::stderr_enabled(meta.level())
+    });
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(false)
-                .with_filter(filter),
+                .with_filter(filter)
+                .with_filter(verbosity),
         )
         .with(slm_ls::lsp::client_log::ClientLogLayer)
         .init();
@@ -118,8 +130,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
     match args.words.first().map(String::as_str) {
         None | Some("serve") => {
             let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            rt.block_on(slm_ls::lsp::serve_stdio(CliOverrides { model }));
-            Ok(())
+            let code = rt.block_on(slm_ls::lsp::serve_stdio(CliOverrides { model }));
+            // Not by dropping the runtime: that would wait for a model
+            // still loading and for the inference thread (lsp/lifetime.rs).
+            slm_ls::lsp::exit_now(code)
         }
         Some("complete") => cmd_complete(&args, model),
         Some("models") => cmd_models(&args, model),
@@ -152,7 +166,10 @@ fn cmd_complete(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
     let cursor = doc
         .char_index(Position::new(line, character), Encoding::Utf16)
         .map_err(|e| e.to_string())?;
-    let path = models::resolve_model_path(model.as_deref());
+    let (path, source) = slm_ls::lsp::state::model_source(model.as_deref(), None);
+    if let Some(e) = slm_ls::lsp::state::configured_model_missing(&path, source) {
+        return Err(e);
+    }
     let settings = EngineSettings::from_config(&config, path)?;
     eprintln!("loading {} ...", settings.model_path.display());
     let engine = InferenceHandle::spawn(settings, Box::new(|_| {}))?;

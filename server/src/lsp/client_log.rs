@@ -2,7 +2,13 @@
 //! `window/logMessage`, so users see problems in the editor's log without
 //! digging for stderr. Events go through a channel because tracing calls
 //! are synchronous and sending to the client is async.
+//!
+//! Also the stderr verbosity: without `RUST_LOG`, stderr gets warnings and
+//! errors only, unless the client asked for a trace in `initialize`
+//! (editors such as Helix log each stderr line of a server as an error, so
+//! an info line per completion was noise).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -16,6 +22,18 @@ static SINK: OnceLock<UnboundedSender<(Level, String)>> = OnceLock::new();
 /// Install the channel the layer writes to (once, when the LSP session starts).
 pub fn set_sink(tx: UnboundedSender<(Level, String)>) {
     let _ = SINK.set(tx);
+}
+
+static STDERR_VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Let info events through to stderr (when `RUST_LOG` does not decide).
+pub fn set_stderr_verbose(on: bool) {
+    STDERR_VERBOSE.store(on, Ordering::Relaxed);
+}
+
+/// Whether an event of `level` goes to stderr when `RUST_LOG` is unset.
+pub fn stderr_enabled(level: &Level) -> bool {
+    *level <= Level::WARN || (*level <= Level::INFO && STDERR_VERBOSE.load(Ordering::Relaxed))
 }
 
 pub struct ClientLogLayer;

@@ -539,16 +539,29 @@ pub fn spawn_stdin_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 /// An error reply for the output pump, and how it says it has been written.
 pub type Reply = (Vec<u8>, tokio::sync::oneshot::Sender<()>);
 
+/// How the input pump ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputEnd {
+    /// End of input: the client closed the pipe.
+    Eof,
+    /// The client sent `exit`: nothing after it is read.
+    Exit,
+    /// tower-lsp stopped reading.
+    Closed,
+}
+
 /// Pump: raw client bytes in, canonical frames out to tower-lsp; errors go
 /// to `replies` (already framed). After an error it waits until the reply
 /// is written before forwarding anything else, so the client sees it before
-/// the answer to any later message. Ends at end of input or when tower-lsp
-/// stops reading (after `exit`).
+/// the answer to any later message. Ends at end of input, after forwarding
+/// `exit` (the caller ends the session without waiting for tower-lsp, see
+/// `lifetime.rs`), or when tower-lsp stops reading.
 pub async fn pump_input<W>(
     mut input: tokio::sync::mpsc::Receiver<Vec<u8>>,
     mut to_server: W,
     replies: tokio::sync::mpsc::UnboundedSender<Reply>,
-) where
+) -> InputEnd
+where
     W: AsyncWrite + Unpin,
 {
     let mut dec = FrameDecoder::new(max_message_bytes());
@@ -561,8 +574,12 @@ pub async fn pump_input<W>(
                     if to_server.write_all(head.as_bytes()).await.is_err()
                         || to_server.write_all(&body).await.is_err()
                     {
-                        // tower-lsp stopped reading: it got `exit`.
-                        return;
+                        // tower-lsp stopped reading.
+                        return InputEnd::Closed;
+                    }
+                    if is_exit(&body) {
+                        let _ = to_server.flush().await;
+                        return InputEnd::Exit;
                     }
                 }
                 Frame::Dropped { message } => {
@@ -594,6 +611,16 @@ pub async fn pump_input<W>(
         "client input closed"
     );
     let _ = to_server.shutdown().await;
+    InputEnd::Eof
+}
+
+/// Whether a (valid) message body is the `exit` notification. Only short
+/// bodies are parsed again: `exit` has no params.
+fn is_exit(body: &[u8]) -> bool {
+    body.len() <= 256
+        && serde_json::from_slice::<Value>(body).is_ok_and(|v| {
+            v.get("method").and_then(Value::as_str) == Some("exit") && v.get("id").is_none()
+        })
 }
 
 /// Copy tower-lsp's output (well-formed frames) to `out`, inserting the
@@ -686,6 +713,45 @@ mod tests {
             Frame::Invalid { message, .. } => message.clone(),
             other => panic!("expected an error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_exit_notification_is_recognised() {
+        assert!(is_exit(br#"{"jsonrpc":"2.0","method":"exit"}"#));
+        assert!(is_exit(
+            br#"{"jsonrpc":"2.0","method":"exit","params":null}"#
+        ));
+        // A request named exit, or another method, is not the notification.
+        assert!(!is_exit(br#"{"jsonrpc":"2.0","id":3,"method":"exit"}"#));
+        assert!(!is_exit(br#"{"jsonrpc":"2.0","method":"shutdown"}"#));
+        assert!(!is_exit(OK.as_bytes()));
+    }
+
+    /// The pump stops reading after `exit` and says so; at the end of input
+    /// it says that.
+    #[tokio::test]
+    async fn the_input_pump_tells_exit_from_end_of_input() {
+        let run = |input: Vec<u8>| async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tx.send(input).await.unwrap();
+            drop(tx);
+            let (replies, _keep) = tokio::sync::mpsc::unbounded_channel();
+            let (to_server, mut from_pump) = tokio::io::duplex(1 << 16);
+            let end = pump_input(rx, to_server, replies).await;
+            let mut forwarded = Vec::new();
+            from_pump.read_to_end(&mut forwarded).await.unwrap();
+            (end, forwarded)
+        };
+        let exit = r#"{"jsonrpc":"2.0","method":"exit"}"#;
+        let mut input = frame(OK);
+        input.extend(frame(exit));
+        input.extend(frame(OK));
+        let (end, forwarded) = run(input).await;
+        assert_eq!(end, InputEnd::Exit);
+        let expected = [frame(OK), frame(exit)].concat();
+        assert_eq!(forwarded, expected, "nothing after exit is forwarded");
+        let (end, _) = run(frame(OK)).await;
+        assert_eq!(end, InputEnd::Eof);
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! LSP handlers as plain functions over [`State`].
+//! LSP handlers as plain functions over [`State`], grouped: state mutation
+//! (document sync, settings), commands and stats, background work (model
+//! loading, warm-up). The completion requests are in `completion.rs`, the
+//! explain command and its code action in `explain.rs`.
 //!
 //! Every request is answered exactly once: with a result, with an error
 //! that says what went wrong, or (when superseded or cancelled) with
@@ -11,27 +14,18 @@ use serde_json::{json, Value};
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types as lsp;
 
+use super::completion::{self, CMD_ACCEPTED};
+use super::explain::{self, CMD_EXPLAIN};
+use super::progress;
 use super::proto;
-use super::state::{EngineState, State};
-use crate::complete::{self, Completion};
+use super::state::{self, EngineState, State};
+use crate::complete;
 use crate::config::Config;
-use crate::document::Snapshot;
 use crate::engine::{EngineSettings, InferenceHandle};
-
-pub const CMD_EXPLAIN: &str = "slm-ls.explain";
-pub const CMD_ACCEPTED: &str = "slm-ls.accepted";
 
 fn invalid_params(msg: impl Into<String>) -> Error {
     Error {
         code: ErrorCode::InvalidParams,
-        message: msg.into().into(),
-        data: None,
-    }
-}
-
-fn request_failed(msg: impl Into<String>) -> Error {
-    Error {
-        code: ErrorCode::ServerError(-32803),
         message: msg.into().into(),
         data: None,
     }
@@ -50,25 +44,27 @@ pub fn did_open(state: &State, p: lsp::DidOpenTextDocumentParams) {
 }
 
 /// Applies the edits; returns the char index just after the last edit
-/// (our best guess of the cursor) or the error to report.
+/// (our best guess of the cursor) or the error to report. Also notices the
+/// acceptance of a shown suggestion, and wakes the menu requests that
+/// watch for the user typing on (`completion.rs`).
 pub fn did_change(
     state: &State,
     p: lsp::DidChangeTextDocumentParams,
 ) -> std::result::Result<Option<usize>, String> {
     let uri = p.text_document.uri.as_str().to_string();
     let enc = state.encoding();
-    let last = p.content_changes.last().cloned();
+    let last_range = p.content_changes.last().and_then(|c| c.range);
     let edits: Vec<_> = p.content_changes.into_iter().map(proto::edit).collect();
-    state
-        .docs
-        .apply(&uri, p.text_document.version, &edits, enc)
-        .map_err(|e| format!("slm-ls: {e}"))?;
+    let applied = state.docs.apply(&uri, p.text_document.version, &edits, enc);
+    state.edits.send_modify(|n| *n += 1);
+    applied.map_err(|e| format!("slm-ls: {e}"))?;
+    let snap = state.docs.snapshot(&uri).map_err(|e| e.to_string())?;
+    let inserted: Vec<&str> = edits.iter().map(|e| e.text.as_str()).collect();
+    completion::watch_acceptance(state, &snap.doc, &uri, &inserted);
     // Guess the cursor: the end of the last inserted text.
-    let Some(last) = last else { return Ok(None) };
-    let Some(range) = last.range else {
+    let (Some(range), Some(last)) = (last_range, edits.last()) else {
         return Ok(None);
     };
-    let snap = state.docs.snapshot(&uri).map_err(|e| e.to_string())?;
     let start = snap.doc.char_index(proto::position(range.start), enc).ok();
     Ok(start.map(|s| s + last.text.chars().count()))
 }
@@ -81,6 +77,7 @@ pub fn did_close(state: &State, p: lsp::DidCloseTextDocumentParams) {
         .map(|s| s.doc.rope.len_bytes())
         .unwrap_or(0);
     state.docs.close(uri);
+    state.acceptance.forget(uri);
     if let Ok(engine) = state.engine() {
         engine.forget(uri);
     }
@@ -120,299 +117,8 @@ pub fn apply_settings(state: &State, value: &Value) -> std::result::Result<bool,
 }
 
 // ---------------------------------------------------------------------------
-// Latency-sensitive requests.
+// Commands and stats.
 // ---------------------------------------------------------------------------
-
-/// Resolve a document position to (snapshot, cursor char index).
-fn locate(state: &State, td: &lsp::TextDocumentPositionParams) -> Result<(Snapshot, usize)> {
-    let snap = state
-        .docs
-        .snapshot(td.text_document.uri.as_str())
-        .map_err(|e| invalid_params(e.to_string()))?;
-    let cursor = snap
-        .doc
-        .char_index(proto::position(td.position), state.encoding())
-        .map_err(|e| invalid_params(e.to_string()))?;
-    Ok((snap, cursor))
-}
-
-/// Shared by `textDocument/inlineCompletion` and `textDocument/completion`:
-/// the suggestion text at the cursor, streamed through `$/progress` when
-/// the client passed a work-done token.
-async fn suggest(
-    state: &Arc<State>,
-    snap: &Snapshot,
-    cursor: usize,
-    progress: Option<lsp::ProgressToken>,
-) -> Result<Option<String>> {
-    let config = state.config();
-    if !config.completion.enabled {
-        return Ok(None);
-    }
-    // [remote] issue 5: a team inference server instead of the local engine.
-    if config.completion.backend != crate::remote::CompletionBackend::Local {
-        return super::explain::suggest_remote(state, snap, cursor, progress, &config).await;
-    }
-    let engine = state.engine().map_err(request_failed)?;
-    let root = state.root_uri.read().unwrap().clone();
-    let path = proto::display_path(&snap.uri, root.as_deref());
-    let others = other_docs(state, &snap.uri, root.as_deref(), &[]);
-    let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, &others);
-    if let Some(hit) = state
-        .typed_ahead
-        .get(prep.key)
-        .filter(|_| config.completion.typed_ahead)
-    {
-        engine
-            .stats
-            .typed_ahead_hits
-            .fetch_add(1, Ordering::Relaxed);
-        return Ok(Some(hit));
-    }
-
-    // Partial results go through a channel to one forwarding task so they
-    // reach the client in order, and all of them before the final answer.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let forward = progress.map(|token| {
-        let client = state.client.clone();
-        tokio::spawn(async move {
-            send_progress(
-                &client,
-                &token,
-                lsp::WorkDoneProgress::Begin(lsp::WorkDoneProgressBegin {
-                    title: "slm-ls completion".into(),
-                    ..Default::default()
-                }),
-            )
-            .await;
-            while let Some(text) = rx.recv().await {
-                // Coalesce: only the newest text matters.
-                let mut latest = text;
-                while let Ok(t) = rx.try_recv() {
-                    latest = t;
-                }
-                send_progress(
-                    &client,
-                    &token,
-                    lsp::WorkDoneProgress::Report(lsp::WorkDoneProgressReport {
-                        message: Some(latest),
-                        ..Default::default()
-                    }),
-                )
-                .await;
-            }
-            send_progress(
-                &client,
-                &token,
-                lsp::WorkDoneProgress::End(lsp::WorkDoneProgressEnd { message: None }),
-            )
-            .await;
-        })
-    });
-    let streaming = forward.is_some();
-    let result = complete::run(&engine, &snap.uri, &prep, |partial| {
-        if streaming {
-            let _ = tx.send(partial.to_string());
-        }
-    })
-    .await;
-    drop(tx);
-    if let Some(f) = forward {
-        let _ = f.await;
-    }
-    match result {
-        Completion::Text { text, .. } => {
-            state.typed_ahead.insert(&prep, &path, &text);
-            Ok(Some(text))
-        }
-        Completion::Cancelled => Err(Error::request_cancelled()),
-        Completion::Failed(e) => Err(request_failed(format!("slm-ls: completion failed: {e}"))),
-    }
-}
-
-/// [context] The other open documents, for cross-file snippets, except
-/// those matching one of the user's `never_send` patterns (the built-in
-/// secrets list is `context::crossfile`'s job: it applies it always).
-pub(super) fn other_docs(
-    state: &State,
-    uri: &str,
-    root: Option<&str>,
-    never_send: &[String],
-) -> Vec<crate::context::OtherDoc> {
-    state
-        .docs
-        .others(uri, 64)
-        .into_iter()
-        .filter_map(|(uri, doc)| {
-            let path = proto::display_path(&uri, root);
-            let refused = !never_send.is_empty()
-                && std::iter::once(path.clone())
-                    .chain(super::explain::file_path(&uri))
-                    .any(|p| crate::remote::glob::never_send(&p, never_send).is_some());
-            (!refused).then_some(crate::context::OtherDoc { path, doc })
-        })
-        .collect()
-}
-
-async fn send_progress(
-    client: &tower_lsp_server::Client,
-    token: &lsp::ProgressToken,
-    value: lsp::WorkDoneProgress,
-) {
-    client
-        .send_notification::<lsp::notification::Progress>(lsp::ProgressParams {
-            token: token.clone(),
-            value: lsp::ProgressParamsValue::WorkDone(value),
-        })
-        .await;
-}
-
-pub async fn inline_completion(
-    state: Arc<State>,
-    p: lsp::InlineCompletionParams,
-) -> Result<Option<lsp::InlineCompletionResponse>> {
-    let (snap, cursor) = locate(&state, &p.text_document_position)?;
-    let Some(text) = suggest(
-        &state,
-        &snap,
-        cursor,
-        p.work_done_progress_params.work_done_token,
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    if text.is_empty() {
-        return Ok(Some(lsp::InlineCompletionResponse::List(
-            lsp::InlineCompletionList { items: vec![] },
-        )));
-    }
-    if let Ok(e) = state.engine() {
-        e.stats.shown.fetch_add(1, Ordering::Relaxed);
-    }
-    let pos = p.text_document_position.position;
-    let item = lsp::InlineCompletionItem {
-        insert_text: text.clone(),
-        filter_text: None,
-        range: Some(lsp::Range::new(pos, pos)),
-        command: Some(accepted_command(&snap.uri, &text)),
-        insert_text_format: None,
-    };
-    Ok(Some(lsp::InlineCompletionResponse::List(
-        lsp::InlineCompletionList { items: vec![item] },
-    )))
-}
-
-fn accepted_command(uri: &str, text: &str) -> lsp::Command {
-    lsp::Command {
-        title: "slm-ls: suggestion accepted".into(),
-        command: CMD_ACCEPTED.into(),
-        arguments: Some(vec![json!({ "uri": uri, "chars": text.chars().count() })]),
-    }
-}
-
-/// `textDocument/completion`, shaped for menu-based clients (Helix): the
-/// label is the suggestion's first line, the edit replaces the word being
-/// typed with that word plus the suggestion (so fuzzy filtering on
-/// `filterText` keeps the item), and the list is incomplete so the client
-/// asks again as the user types.
-pub async fn completion(
-    state: Arc<State>,
-    p: lsp::CompletionParams,
-) -> Result<Option<lsp::CompletionResponse>> {
-    let (snap, cursor) = locate(&state, &p.text_document_position)?;
-    tracing::debug!(uri = %snap.uri, cursor, "completion request");
-    let Some(text) = suggest(
-        &state,
-        &snap,
-        cursor,
-        p.work_done_progress_params.work_done_token,
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    let list = |items| {
-        Ok(Some(lsp::CompletionResponse::List(lsp::CompletionList {
-            is_incomplete: true,
-            items,
-        })))
-    };
-    if text.trim().is_empty() {
-        return list(vec![]);
-    }
-    let enc = state.encoding();
-    // The identifier characters right before the cursor.
-    let rope = &snap.doc.rope;
-    let mut word_start = cursor;
-    // Bounded: on a multi-megabyte line of identifier characters an
-    // unbounded walk costs O(line) per request.
-    let floor = cursor.saturating_sub(MAX_WORD_CHARS);
-    while word_start > floor {
-        let c = rope.char(word_start - 1);
-        if c.is_alphanumeric() || c == '_' {
-            word_start -= 1;
-        } else {
-            break;
-        }
-    }
-    let word: String = rope.slice(word_start..cursor).to_string();
-    let start = proto::to_position(snap.doc.position(word_start, enc));
-    let end = p.text_document_position.position;
-    let label = menu_label(&word, &text);
-    let item = lsp::CompletionItem {
-        label,
-        kind: Some(lsp::CompletionItemKind::TEXT),
-        detail: Some("slm-ls".into()),
-        documentation: Some(lsp::Documentation::MarkupContent(lsp::MarkupContent {
-            kind: lsp::MarkupKind::Markdown,
-            value: format!("```{}\n{}{}\n```", snap.doc.language_id, word, text),
-        })),
-        filter_text: Some(word.clone()),
-        sort_text: Some("0".into()),
-        preselect: Some(true),
-        text_edit: Some(lsp::CompletionTextEdit::Edit(lsp::TextEdit {
-            range: lsp::Range::new(start, end),
-            new_text: format!("{word}{text}"),
-        })),
-        command: Some(accepted_command(&snap.uri, &text)),
-        ..Default::default()
-    };
-    list(vec![item])
-}
-
-/// The menu label of a completion item: the typed word and the suggestion's
-/// first line. A suggestion that starts with a line break (a block body after
-/// `:` or `{`) would have a blank label; it shows as `word ↵ next line`.
-/// At most 80 characters, cut with `…`.
-fn menu_label(word: &str, text: &str) -> String {
-    let first = format!("{word}{}", text.lines().next().unwrap_or(""));
-    let first = first.trim();
-    let label = if text.lines().next().unwrap_or("").trim().is_empty() {
-        let next = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("");
-        if first.is_empty() {
-            format!("↵ {next}")
-        } else {
-            format!("{first} ↵ {next}")
-        }
-    } else {
-        first.to_string()
-    };
-    if label.chars().count() > 80 {
-        let mut cut: String = label.chars().take(79).collect();
-        cut.push('…');
-        cut
-    } else {
-        label
-    }
-}
-
-/// Longest "word being typed" the completion item's edit replaces.
-const MAX_WORD_CHARS: usize = 256;
 
 /// `workspace/executeCommand`.
 pub async fn execute_command(
@@ -421,13 +127,11 @@ pub async fn execute_command(
 ) -> Result<Option<Value>> {
     match p.command.as_str() {
         CMD_ACCEPTED => {
-            if let Ok(e) = state.engine() {
-                e.stats.accepted.fetch_add(1, Ordering::Relaxed);
-            }
+            completion::accepted(&state, p.arguments.as_slice());
             Ok(None)
         }
         // [remote] issue 5: explain with the configured remote model.
-        CMD_EXPLAIN => super::explain::execute(state, p).await,
+        CMD_EXPLAIN => explain::execute(state, p).await,
         other => Err(invalid_params(format!("unknown command {other}"))),
     }
 }
@@ -470,36 +174,30 @@ pub async fn stats(state: Arc<State>) -> Result<Value> {
 /// Load (or reload) the model off the request path, reporting `$/progress`.
 pub async fn load_engine(state: Arc<State>) {
     let config = state.config();
-    let path = state.model_path(&config);
+    let (path, source) = state.model_path(&config);
     let generation = state.engine_generation.fetch_add(1, Ordering::SeqCst) + 1;
     let backend = config.completion.backend;
     if backend != crate::remote::CompletionBackend::Local {
         // Completions come from a server: do not spend RAM and a core on a
         // model nobody asks. Dropping a loaded one joins its thread.
         tracing::info!("completion.backend is {}: no local model", backend.name());
-        let old = std::mem::replace(
-            &mut *state.engine.write().unwrap(),
-            EngineState::Unused(backend.name()),
-        );
-        tokio::task::spawn_blocking(move || drop(old)).await.ok();
+        state.set_engine(EngineState::Unused(backend.name()));
         return;
+    }
+    // A path the user set that is wrong: say which setting, not "fetch".
+    if let Some(e) = state::configured_model_missing(&path, source) {
+        return engine_failed(&state, generation, e).await;
     }
     let settings = match EngineSettings::from_config(&config, path.clone()) {
         Ok(s) => s,
         Err(e) => return engine_failed(&state, generation, e).await,
     };
-    *state.engine.write().unwrap() = EngineState::Loading(0);
-    let token = lsp::ProgressToken::String(format!("slm-ls/load/{generation}"));
-    let progress_ok = state.client_progress.load(Ordering::Relaxed)
-        && state
-            .client
-            .create_work_done_progress(token.clone())
-            .await
-            .is_ok();
-    if progress_ok {
-        send_progress(
+    state.set_engine(EngineState::Loading(0));
+    let token = progress::create(&state, format!("load/{generation}")).await;
+    if let Some(token) = &token {
+        progress::send(
             &state.client,
-            &token,
+            token,
             lsp::WorkDoneProgress::Begin(lsp::WorkDoneProgressBegin {
                 title: "slm-ls: loading model".into(),
                 message: Some(path.display().to_string()),
@@ -515,12 +213,11 @@ pub async fn load_engine(state: Arc<State>) {
         let token = token.clone();
         tokio::spawn(async move {
             while let Some(pct) = prx.recv().await {
-                if let EngineState::Loading(_) = &*state.engine.read().unwrap() {}
                 state.load_percent.store(pct, Ordering::Relaxed);
-                if progress_ok {
-                    send_progress(
+                if let Some(token) = &token {
+                    progress::send(
                         &state.client,
-                        &token,
+                        token,
                         lsp::WorkDoneProgress::Report(lsp::WorkDoneProgressReport {
                             percentage: Some(pct as u32),
                             ..Default::default()
@@ -547,14 +244,14 @@ pub async fn load_engine(state: Arc<State>) {
     .await
     .unwrap_or_else(|e| Err(format!("the model loader panicked: {e}")));
     let _ = forward.await;
-    if progress_ok {
+    if let Some(token) = &token {
         let message = match &loaded {
             Ok(h) => format!("{} ready ({} ms)", h.info.model_name, h.info.load_ms),
             Err(_) => "failed".to_string(),
         };
-        send_progress(
+        progress::send(
             &state.client,
-            &token,
+            token,
             lsp::WorkDoneProgress::End(lsp::WorkDoneProgressEnd {
                 message: Some(message),
             }),
@@ -567,7 +264,7 @@ pub async fn load_engine(state: Arc<State>) {
                 return; // superseded by a newer load
             }
             tracing::info!(model = %handle.info.model_name, fim = %handle.info.fim, load_ms = handle.info.load_ms, "engine ready");
-            *state.engine.write().unwrap() = EngineState::Ready(Arc::new(handle));
+            state.set_engine(EngineState::Ready(Arc::new(handle)));
             // Warm every open document now that there is a model.
             for uri in state.docs.uris() {
                 warm(&state, &uri, None);
@@ -582,7 +279,7 @@ async fn engine_failed(state: &State, generation: u64, e: String) {
         return;
     }
     tracing::error!("model not loaded: {e}");
-    *state.engine.write().unwrap() = EngineState::Failed(e.clone());
+    state.set_engine(EngineState::Failed(e.clone()));
     state
         .client
         .show_message(
@@ -605,9 +302,8 @@ pub fn warm(state: &State, uri: &str, cursor: Option<usize>) {
         let c = budget.min(snap.doc.rope.len_chars());
         snap.doc.rope.line_to_char(snap.doc.rope.char_to_line(c))
     });
-    let root = state.root_uri.read().unwrap().clone();
-    let path = proto::display_path(uri, root.as_deref());
-    let others = other_docs(state, uri, root.as_deref(), &[]);
+    let (path, _) = state.paths(uri);
+    let others = state.other_docs(uri, &[]);
     let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, &others);
     engine.warm(uri, prep.ctx.input);
 }

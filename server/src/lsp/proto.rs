@@ -60,9 +60,40 @@ pub fn display_path(uri: &str, root: Option<&str>) -> String {
         .to_string()
 }
 
+/// `file:///a/b%20c.py` → `/a/b c.py`; other schemes have no path.
+pub fn file_path(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("file://")?;
+    let bytes = rest.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_uris_decode() {
+        assert_eq!(
+            file_path("file:///w/a%20b.py").as_deref(),
+            Some("/w/a b.py")
+        );
+        assert_eq!(file_path("file:///w/%2Eenv").as_deref(), Some("/w/.env"));
+        assert_eq!(file_path("untitled:1"), None);
+    }
 
     #[test]
     fn utf8_is_preferred_when_offered() {

@@ -1,7 +1,9 @@
 //! The `LanguageServer` impl: one line per method, delegating to
-//! `handlers.rs`, plus the stdio entry point and custom methods.
+//! `handlers.rs`, `completion.rs` and `explain.rs`, plus the stdio entry
+//! point and custom methods.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -9,7 +11,10 @@ use tower_lsp_server::jsonrpc::{Error, Result};
 use tower_lsp_server::ls_types as lsp;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
-use super::handlers::{self, CMD_ACCEPTED, CMD_EXPLAIN};
+use super::completion::{self, CMD_ACCEPTED};
+use super::explain::{self, CMD_EXPLAIN};
+use super::handlers;
+use super::lifetime::{self, End};
 use super::proto;
 use super::state::{CliOverrides, State};
 
@@ -76,13 +81,11 @@ impl LanguageServer for Backend {
 
     async fn shutdown(&self) -> Result<()> {
         guarded("shutdown", async {
-            // Drop the engine: joins the inference thread after its current chunk.
-            let state = self.state.clone();
-            let old = std::mem::replace(
-                &mut *state.engine.write().unwrap(),
-                super::state::EngineState::NotLoaded,
-            );
-            tokio::task::spawn_blocking(move || drop(old)).await.ok();
+            self.state.shutdown_received.store(true, Ordering::SeqCst);
+            // Cancel the engine's work, but do not stop its thread: that
+            // would wait for the `decode` chunk in progress (llama.cpp
+            // cannot abort it). The process ends at `exit` (lifetime.rs).
+            self.state.cancel_engine_work();
             Ok(())
         })
         .await
@@ -154,7 +157,7 @@ impl LanguageServer for Backend {
         &self,
         p: lsp::CompletionParams,
     ) -> Result<Option<lsp::CompletionResponse>> {
-        guarded("completion", handlers::completion(self.state.clone(), p)).await
+        guarded("completion", completion::completion(self.state.clone(), p)).await
     }
 
     // [remote] issue 5: "Explain with <model>" (lsp/explain.rs).
@@ -163,10 +166,7 @@ impl LanguageServer for Backend {
         p: lsp::CodeActionParams,
     ) -> Result<Option<lsp::CodeActionResponse>> {
         let state = self.state.clone();
-        guarded("codeAction", async move {
-            super::explain::code_action(&state, p)
-        })
-        .await
+        guarded("codeAction", async move { explain::code_action(&state, p) }).await
     }
 
     async fn execute_command(&self, p: lsp::ExecuteCommandParams) -> Result<Option<Value>> {
@@ -182,6 +182,14 @@ impl Backend {
     fn initialize_inner(&self, params: lsp::InitializeParams) -> Result<lsp::InitializeResult> {
         let enc = proto::negotiate_encoding(&params.capabilities);
         *self.state.encoding.write().unwrap() = enc;
+        // Details on stderr only when the client asked for a trace (editors
+        // such as Helix show every stderr line in their log, as an error).
+        if matches!(
+            params.trace,
+            Some(lsp::TraceValue::Messages | lsp::TraceValue::Verbose)
+        ) {
+            super::client_log::set_stderr_verbose(true);
+        }
         let progress = params
             .capabilities
             .window
@@ -257,7 +265,7 @@ impl Backend {
     ) -> Result<Option<lsp::InlineCompletionResponse>> {
         guarded(
             "inlineCompletion",
-            handlers::inline_completion(self.state.clone(), p),
+            completion::inline_completion(self.state.clone(), p),
         )
         .await
     }
@@ -310,30 +318,40 @@ impl Backend {
 /// Messages handled at once (see `serve_stdio`).
 const MAX_CONCURRENT_MESSAGES: usize = 32;
 
-/// Serve LSP on stdin/stdout until `exit`.
+/// Serve LSP on stdin/stdout until the session ends (see
+/// [`lifetime`](super::lifetime)); returns the process's exit status. The
+/// caller ends the process with [`lifetime::exit_now`] rather than by
+/// dropping the runtime, which would wait for blocking tasks (a model
+/// still loading) and the inference thread.
 ///
 /// stdin goes through [`framing`](super::framing) first: tower-lsp's own
 /// decoder ends the session on the first malformed message, ours answers
 /// it and carries on (see that module). tower-lsp's output goes through an
 /// in-process pipe so our error replies are written between whole frames.
-pub async fn serve_stdio(cli: CliOverrides) {
+pub async fn serve_stdio(cli: CliOverrides) -> i32 {
     let hooks = super::test_hooks::enabled();
-    let builder = LspService::build(|client: Client| {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        super::client_log::set_sink(tx);
-        let c = client.clone();
-        tokio::spawn(async move {
-            while let Some((level, msg)) = rx.recv().await {
-                let typ = if level == tracing::Level::ERROR {
-                    lsp::MessageType::ERROR
-                } else {
-                    lsp::MessageType::WARNING
-                };
-                c.log_message(typ, msg).await;
-            }
-        });
-        Backend {
-            state: Arc::new(State::new(client, cli)),
+    // The session state, for the end of the session (cancel the engine's
+    // work, read whether `shutdown` came): tower-lsp owns the service.
+    let session: Arc<OnceLock<Arc<State>>> = Default::default();
+    let builder = LspService::build({
+        let session = session.clone();
+        move |client: Client| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            super::client_log::set_sink(tx);
+            let c = client.clone();
+            tokio::spawn(async move {
+                while let Some((level, msg)) = rx.recv().await {
+                    let typ = if level == tracing::Level::ERROR {
+                        lsp::MessageType::ERROR
+                    } else {
+                        lsp::MessageType::WARNING
+                    };
+                    c.log_message(typ, msg).await;
+                }
+            });
+            let state = Arc::new(State::new(client, cli));
+            let _ = session.set(state.clone());
+            Backend { state }
         }
     })
     .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
@@ -358,7 +376,7 @@ pub async fn serve_stdio(cli: CliOverrides) {
     let (server_in, pump_in) = tokio::io::duplex(256 * 1024);
     let (pump_out, server_out) = tokio::io::duplex(256 * 1024);
     let (replies_tx, replies_rx) = tokio::sync::mpsc::unbounded_channel();
-    let input = tokio::spawn(super::framing::pump_input(
+    let mut input = tokio::spawn(super::framing::pump_input(
         super::framing::spawn_stdin_reader(),
         pump_in,
         replies_tx,
@@ -373,12 +391,39 @@ pub async fn serve_stdio(cli: CliOverrides) {
     // four slow completions held every `didChange` back (measured in
     // tests/stress_lsp.rs). Edits still apply in arrival order (each
     // handler mutates the store synchronously on its first poll).
-    Server::new(server_in, server_out, socket)
+    let serve = Server::new(server_in, server_out, socket)
         .concurrency_level(MAX_CONCURRENT_MESSAGES)
-        .serve(service)
-        .await;
-    // `serve` returned (after `exit`, or at end of input) and dropped its
-    // pipe ends: flush what it wrote, then stop reading stdin.
-    let _ = output.await;
+        .serve(service);
+    // Boxed, so that dropping it below drops the future (and its pipes).
+    let mut serve = Box::pin(serve);
+    let end = tokio::select! {
+        () = &mut serve => End::Served,
+        ended = &mut input => match ended {
+            Ok(super::framing::InputEnd::Exit) => End::Exit,
+            // End of input, or tower-lsp stopped reading (it got `exit`).
+            Ok(_) | Err(_) => End::Eof,
+        },
+        signal = lifetime::signal() => signal,
+    };
+    tracing::debug!(?end, "the session ends");
+    let shutdown_received = session
+        .get()
+        .is_some_and(|s| s.shutdown_received.load(Ordering::SeqCst));
+    if let Some(state) = session.get() {
+        state.cancel_engine_work();
+    }
+    if end != End::Served {
+        // Let tower-lsp answer what the cancellation ended, briefly.
+        let _ = tokio::time::timeout(lifetime::GRACE, &mut serve).await;
+    }
+    // Dropping `serve` closes tower-lsp's output pipe: the output pump
+    // writes what is left and returns.
+    drop(serve);
+    let _ = tokio::time::timeout(lifetime::FLUSH, output).await;
     input.abort();
+    // Keep the session state alive to the end: dropping it would drop the
+    // engine's last handle, which joins the inference thread, which first
+    // finishes its `decode` chunk (measured: 5 s for a 512-token chunk).
+    std::mem::forget(session);
+    lifetime::exit_code(end, shutdown_received)
 }

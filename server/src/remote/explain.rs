@@ -24,6 +24,9 @@ use super::{glob, redact, RemoteConfig, RemoteError};
 pub const MAX_SELECTION_CHARS: usize = 16_000;
 /// Longest enclosing scope sent; a longer one is windowed around the selection.
 pub const MAX_SCOPE_CHARS: usize = 16_000;
+/// A selection with fewer non-blank characters than this is taken for a
+/// cursor: the enclosing scope is explained.
+const MIN_SELECTION_CHARS: usize = 2;
 /// Lines of context kept on each side of the selection when windowing.
 const WINDOW_LINES: usize = 60;
 
@@ -41,7 +44,8 @@ pub struct Source<'a> {
     /// The absolute path when known, also checked against `neverSend`.
     pub abs_path: Option<&'a str>,
     pub language: &'a str,
-    /// Selection as char indices; `start == end` means "the enclosing scope".
+    /// Selection as char indices; `start == end` (or a selection of less
+    /// than two non-blank characters) means "the enclosing scope".
     pub start: usize,
     pub end: usize,
 }
@@ -72,10 +76,22 @@ pub fn prepare(cfg: &RemoteConfig, src: &Source) -> Result<Prepared, RemoteError
         ));
     }
     let rope = src.rope;
-    let (start, end) = (
+    let (start, mut end) = (
         src.start.min(src.end).min(rope.len_chars()),
         src.end.max(src.start).min(rope.len_chars()),
     );
+    // Shorter than a token: an editor's bare cursor (Helix sends the one
+    // character under it as the range), not a selection worth a question
+    // of its own. Explain the enclosing scope, as for an empty range.
+    let non_blank = rope
+        .slice(start..end)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .take(MIN_SELECTION_CHARS)
+        .count();
+    if non_blank < MIN_SELECTION_CHARS {
+        end = start;
+    }
     let sel_first = rope.char_to_line(start);
     // A selection ending at column 0 does not include that line.
     let sel_last = if end > start && end == rope.line_to_char(rope.char_to_line(end)) {
@@ -670,6 +686,36 @@ mod tests {
         let user = p.plan.body["messages"][1]["content"].as_str().unwrap();
         assert_eq!(user, "File: `a.rs` (language: rust)\n\nExplain this code (lines 1–3):\n```rust\nfn a() {\n    b();\n}\n```\n");
         assert_eq!(p.scope_lines, None);
+    }
+
+    /// Helix sends the character under a bare cursor as the range: that is
+    /// the cursor, not a one-character question.
+    #[test]
+    fn a_selection_shorter_than_a_token_explains_the_scope() {
+        let text = "fn a() {\n    b();\n}\n";
+        let rope = Rope::from_str(text);
+        let at = text.find("b()").unwrap();
+        let ask = |start, end| {
+            let src = Source {
+                rope: &rope,
+                path: "a.rs",
+                abs_path: None,
+                language: "rust",
+                start,
+                end,
+            };
+            let p = prepare(&cfg(), &src).unwrap();
+            p.plan.body["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let scope = ask(at, at);
+        assert_eq!(ask(at, at + 1), scope);
+        // A character and the blank after it: still less than a token.
+        assert_eq!(ask(at + 3, at + 5), scope);
+        // Two characters are a question of their own.
+        assert_ne!(ask(at, at + 2), scope);
     }
 
     #[test]
