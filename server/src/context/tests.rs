@@ -59,6 +59,17 @@ pub(crate) fn fixture_files(src: &str, cfg: &ContextConfig, edits: &[(&str, u32)
     build_with(&doc, cursor_char, cfg, &path, true, &others)
 }
 
+/// Budgets wider than the defaults (those of a faster model), for tests
+/// about windows and snippets that need room.
+fn wide() -> ContextConfig {
+    ContextConfig {
+        prefix_tokens: 1536,
+        suffix_tokens: 256,
+        extra_tokens: 256,
+        ..ContextConfig::default()
+    }
+}
+
 pub(crate) fn fixture(path: &str, fixture: &str) -> Context {
     fixture_with(path, fixture, &ContextConfig::default(), &[])
 }
@@ -115,7 +126,7 @@ fn empty_block_body_and_blank_line_in_a_block_are_multiline() {
 
 #[test]
 fn window_start_moves_in_steps() {
-    let cfg = ContextConfig::default();
+    let cfg = wide();
     for lang in ["python", "text"] {
         let body: String = (0..600).map(|i| format!("line_{i:03} = {i}\n")).collect();
         let doc = Document::new(&body, 0, lang);
@@ -299,7 +310,7 @@ fn filler(n: usize) -> String {
 
 #[test]
 fn definitions_of_names_used_near_the_cursor_come_first() {
-    let cfg = ContextConfig::default();
+    let cfg = wide();
     let body: String = (0..12).map(|i| format!("        step{i}()\n")).collect();
     let src = format!(
         "//- util.py\n{}def parse_header(line, sep=\":\"):\n    key, value = line.split(sep, 1)\n    return key.strip(), value.strip()\n\n{}class Config:\n    def load(self, strict=False):\n{body}\n//- main.py\ndef handle(line):\n    cfg = Config(line)\n    key, value = parse_header(line)\n    cfg.load(strict=True)\n    $0\n",
