@@ -44,7 +44,7 @@ fn utf16_is_the_default_encoding() {
 #[test]
 fn open_edit_and_complete_with_the_real_model() {
     common::model_path();
-    let mut s = TestServer::start(json!({ "completion": { "maxTokens": 16 } }));
+    let mut s = TestServer::start(json!({ "completion": { "maxTokens": 48, "maxTimeMs": 30000 } }));
     s.wait_ready();
     let (text, line, col) =
         fixture("def fibonacci(n):\n    if n < 2:\n        return n\n    return fib$0\n");

@@ -436,13 +436,22 @@ pub fn drop_suffix_lines(text: &str, ctx: &Context) -> String {
     if !text.contains('\n') {
         return text.to_string();
     }
-    let after: Vec<&str> = ctx
+    // A lone closer (`}`, `end`) is compared with its indentation: `    }`
+    // closing a block the completion opened is not the suffix's `  }`.
+    let key = |l: &str| -> String {
+        if l.trim().len() <= 3 {
+            l.trim_end().to_string()
+        } else {
+            l.trim().to_string()
+        }
+    };
+    let after: Vec<String> = ctx
         .input
         .suffix
         .split('\n')
         .skip(1)
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.trim().is_empty())
+        .map(key)
         .take(8)
         .collect();
     if after.is_empty() {
@@ -451,7 +460,7 @@ pub fn drop_suffix_lines(text: &str, ctx: &Context) -> String {
     let lines: Vec<&str> = text.split('\n').collect();
     // Largest k: the last k non-blank lines equal the first k suffix lines.
     for k in (1..=after.len().min(lines.len() - 1)).rev() {
-        let tail: Vec<&str> = lines[lines.len() - k..].iter().map(|l| l.trim()).collect();
+        let tail: Vec<String> = lines[lines.len() - k..].iter().map(|l| key(l)).collect();
         if tail == after[..k] {
             return lines[..lines.len() - k].join("\n").trim_end().to_string();
         }

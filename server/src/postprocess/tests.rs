@@ -428,6 +428,15 @@ fn lines_already_after_the_cursor_are_dropped() {
         "b();\n    }",
         "b();",
     );
+    // A `}` closing a block the completion opened, at another indentation
+    // than the suffix's `  }`, stays (it was dropped and the block left open).
+    check(
+        drop_suffix_lines,
+        "a.rs",
+        "fn f() {\n  for v in values {\n    $0\n  }\n  total\n}\n",
+        "if v > 0 {\n      total += v;\n    }",
+        "if v > 0 {\n      total += v;\n    }",
+    );
 }
 
 // --- indentation style ----------------------------------------------------
