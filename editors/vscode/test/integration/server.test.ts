@@ -146,11 +146,16 @@ const cursor = { line: 4, character: '    return fib'.length };
 
 test('inline completion at the cursor (what the ghost text shows)', async () => {
   await conn.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'python', version: 1, text } });
-  const r = (await conn.sendRequest('textDocument/inlineCompletion', {
-    textDocument: { uri },
-    position: cursor,
-    context: { triggerKind: 1 },
-  })) as { items: { insertText: string; range: unknown; command?: { command: string } }[] };
+  type Items = { items: { insertText: string; range: unknown; command?: { command: string } }[] };
+  const ask = async (): Promise<Items> =>
+    (await conn.sendRequest('textDocument/inlineCompletion', { textDocument: { uri }, position: cursor, context: { triggerKind: 1 } })) as Items;
+  let r = await ask();
+  if (r.items.length === 0) {
+    // The first request after a cold start may hit completion.maxTimeMs on a
+    // busy machine, and a line cut short is never shown; an editor asks again
+    // on the next keystroke, which finds the prompt cached.
+    r = await ask();
+  }
   assert.equal(r.items.length, 1);
   const item = r.items[0]!;
   assert.ok(item.insertText.trim().length > 0, 'the model suggested nothing');
