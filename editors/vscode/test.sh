@@ -2,8 +2,11 @@
 # VS Code extension tests, run by tests/run.sh after `cargo test`:
 #   npm ci (from package-lock.json) -> type-check + strict-compiler lint -> settings in sync with
 #   package.json and with the server's settings structs -> unit tests -> integration test against
-#   the real slm-ls binary and default model (from Node; VS Code itself is not downloadable here)
-#   -> `vsce package` to a .vsix, whose contents are checked (entry point and runtime deps load).
+#   the real slm-ls binary and default model (from Node) -> `vsce package` to a .vsix, whose
+#   contents are checked (entry point and runtime deps load) -> end to end in VS Code: the .vsix
+#   with the server bundled, installed into code-server and driven through Chromium
+#   (e2e/e2e.mjs; e2e/install.sh installs Node 24, code-server, playwright-core and Chromium on
+#   the first run, a few minutes; later runs reuse them).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -44,7 +47,18 @@ node_modules/.bin/vsce package --skip-license -o slm-ls.vsix 2>&1 | grep -Ev 'Un
 
 echo "==> checking the .vsix"
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+pidfile="$tmp/e2e.pids"
+cleanup() {
+  # Process groups the end-to-end test started (code-server, Chromium, the fake OpenAI server),
+  # in case it was killed before it could stop them itself.
+  if [ -f "$pidfile" ]; then
+    while read -r pgid; do kill -TERM -- "-$pgid" 2>/dev/null || true; done <"$pidfile"
+    sleep 1
+    while read -r pgid; do kill -KILL -- "-$pgid" 2>/dev/null || true; done <"$pidfile"
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 python3 - "$here/slm-ls.vsix" "$tmp" <<'PY'
 import json, sys, zipfile
 z = zipfile.ZipFile(sys.argv[1])
@@ -88,4 +102,17 @@ if (r.source !== 'bundled') { console.error('FAIL: bundled binary not found', r)
 const v = cp.execFileSync(r.command, ['--version']).toString().trim();
 console.log('bundled server found and runs: ' + r.command.replace('$tmp/', '') + ' -> ' + v);
 "
+
+echo "==> end to end in VS Code (code-server + Chromium): the bundled .vsix, real slm-ls, default model"
+e2e_dir="${SLM_EDITOR_CACHE:-$root/.ci/cache}/vscode"
+tools="$("$here/e2e/install.sh" "$e2e_dir")"
+node24="$(sed -n 's/^node=//p' <<<"$tools")"
+artifacts="$here/test-results"
+rm -rf "$artifacts"
+if ! E2E_DIR="$e2e_dir" CHROMIUM="$(sed -n 's/^chromium=//p' <<<"$tools")" SLM_LS_VSIX="$tmp/bundled.vsix" \
+    SLM_LS_MODEL_PATH="$model" FAKE_OPENAI="$root/editors/tests/fake_openai.py" ARTIFACTS="$artifacts" \
+    E2E_PIDFILE="$pidfile" timeout -k 15 480 "$node24" "$here/e2e/e2e.mjs"; then
+  echo "FAIL: VS Code end-to-end test (screenshots in $artifacts)" >&2
+  exit 1
+fi
 echo "==> vscode: all passed"

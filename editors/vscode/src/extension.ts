@@ -5,9 +5,11 @@
 import * as os from 'os';
 import * as vscode from 'vscode';
 import {
+  CompletionRequest,
   DidChangeConfigurationNotification,
   LanguageClient,
   LanguageClientOptions,
+  RevealOutputChannelOn,
   ServerOptions,
   State,
   WorkDoneProgress,
@@ -124,28 +126,63 @@ class MarkdownPanel {
     }
   }
 
+  /**
+   * Renders with VS Code's built-in Markdown extension, which activates on its first use: a
+   * second or more on a slow machine, longer than a streamed answer takes. Meanwhile the newest
+   * text shows as plain text, so the first answer of a session streams too (found by the
+   * code-server end-to-end test: the panel used to stay blank, then show the whole answer).
+   */
   private async flush(): Promise<void> {
     this.rendering = true;
     while (this.pending !== undefined && this.panel) {
       const md = this.pending;
       this.pending = undefined;
-      let body: string;
-      try {
-        body = String(await vscode.commands.executeCommand('markdown.api.render', md));
-      } catch {
-        body = `<pre>${md.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</pre>`;
+      const rendered = renderMarkdown(md);
+      let body = await Promise.race([rendered, delay(150)]);
+      let shownPlain: string | undefined;
+      while (body === undefined && this.panel) {
+        const newest = this.pending ?? md;
+        if (newest !== shownPlain) {
+          this.setBody(plainText(newest));
+          shownPlain = newest;
+        }
+        body = await Promise.race([rendered, delay(100)]);
       }
-      if (this.panel) {
-        const csp = `default-src 'none'; style-src ${this.panel.webview.cspSource} 'unsafe-inline'; img-src ${this.panel.webview.cspSource} https: data:;`;
-        this.panel.webview.html = `<!DOCTYPE html><html><head><meta charset="utf-8">` +
-          `<meta http-equiv="Content-Security-Policy" content="${csp}">` +
-          `<style>body{font-family:var(--vscode-font-family);font-size:var(--vscode-font-size);line-height:1.5;padding:0 1em}` +
-          `code,pre{font-family:var(--vscode-editor-font-family)}pre{background:var(--vscode-textCodeBlock-background);padding:.5em;overflow:auto}</style>` +
-          `</head><body>${body}</body></html>`;
+      // A newer text already showing (unrendered) is not replaced by an older rendering.
+      if (body !== undefined && (this.pending === undefined || shownPlain === undefined)) {
+        this.setBody(body);
       }
     }
     this.rendering = false;
   }
+
+  private setBody(body: string): void {
+    if (!this.panel) {
+      return;
+    }
+    const csp = `default-src 'none'; style-src ${this.panel.webview.cspSource} 'unsafe-inline'; img-src ${this.panel.webview.cspSource} https: data:;`;
+    this.panel.webview.html = `<!DOCTYPE html><html><head><meta charset="utf-8">` +
+      `<meta http-equiv="Content-Security-Policy" content="${csp}">` +
+      `<style>body{font-family:var(--vscode-font-family);font-size:var(--vscode-font-size);line-height:1.5;padding:0 1em}` +
+      `code,pre{font-family:var(--vscode-editor-font-family)}pre{background:var(--vscode-textCodeBlock-background);padding:.5em;overflow:auto}</style>` +
+      `</head><body>${body}</body></html>`;
+  }
+}
+
+function plainText(md: string): string {
+  return `<pre style="white-space:pre-wrap;background:none">${md.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</pre>`;
+}
+
+async function renderMarkdown(md: string): Promise<string> {
+  try {
+    return String(await vscode.commands.executeCommand('markdown.api.render', md));
+  } catch {
+    return plainText(md);
+  }
+}
+
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
 }
 
 const explainPanel = new MarkdownPanel('slm-ls.explain');
@@ -175,7 +212,9 @@ async function explainSelection(): Promise<void> {
   const sel = editor.selection;
   const c2p = client.code2ProtocolConverter;
   const name = vscode.workspace.asRelativePath(editor.document.uri);
-  const lines = sel.isEmpty ? `${sel.active.line + 1}` : `${sel.start.line + 1}-${sel.end.line + 1}`;
+  // A selection of whole lines ends at column 0 of the line after the last.
+  const last = sel.end.character === 0 && sel.end.line > sel.start.line ? sel.end.line : sel.end.line + 1;
+  const lines = sel.isEmpty ? `${sel.active.line + 1}` : `${sel.start.line + 1}-${last}`;
   await explain(c2p.asUri(editor.document.uri), c2p.asRange(sel), `Explain ${name}:${lines}`);
 }
 
@@ -249,13 +288,25 @@ async function startClient(): Promise<void> {
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
     initializationOptions: serverSettings(),
     outputChannel: output,
+    // The client's default (Error) pops up "Request textDocument/inlineCompletion failed." with
+    // "Go to output" for every failed request: a notification per keystroke while the model
+    // loads or when there is none. Failures stay in the log; the status bar item shows the
+    // state, and the server's own window/showMessage (e.g. "the model did not load ... run
+    // `slm-ls models fetch`") is still shown once.
+    revealOutputChannelOn: RevealOutputChannelOn.Never,
     middleware: {
       provideInlineCompletionItems: async (document, position, context, token, next) => {
         if (!enabled || !cfg().get<boolean>('inlineCompletion.enabled', true)) {
           return null;
         }
         const t0 = Date.now();
-        const result = await next(document, position, context, token);
+        let result: Awaited<ReturnType<typeof next>>;
+        try {
+          result = await next(document, position, context, token);
+        } catch {
+          // Already logged by the client; an inline suggestion that cannot be had is no suggestion.
+          return null;
+        }
         if (!token.isCancellationRequested && result) {
           setStatus(withLatency(status, Date.now() - t0));
         }
@@ -273,6 +324,15 @@ async function startClient(): Promise<void> {
     },
   };
   client = new LanguageClient('slm-ls', 'slm-ls', serverOptions, clientOptions);
+  // The server also offers `textDocument/completion` (for editors without inline completion,
+  // e.g. Helix). In VS Code it must not be registered, found by the code-server end-to-end test:
+  // - the suggest widget showed the ghost text's text again, and took Tab and Escape;
+  // - every trigger character (space, `.`, `(`) cost a second model run;
+  // - it opened the suggest widget on those characters, whose quick-suggest path (default
+  //   `offWhenInlineCompletions`) cancels an inline completion still pending after 750 ms.
+  //   (VS Code's built-in word-based provider does that too: see the README, "No ghost text".)
+  // Ghost text is the UI here, so the completion feature is never initialized.
+  client.getFeature(CompletionRequest.method).initialize = () => undefined;
   client.onDidChangeState((e) => {
     if (e.newState === State.Stopped) {
       setStatus({ ...status, state: 'stopped' });
