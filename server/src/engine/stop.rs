@@ -102,7 +102,10 @@ mod tests {
             suffix_line: Some("  }".into()),
             ..Default::default()
         };
-        assert_eq!(cut_point(&r, "if a {\n    b();\n    }\n  }\n"), Some("if a {\n    b();\n    }\n".len()));
+        assert_eq!(
+            cut_point(&r, "if a {\n    b();\n    }\n  }\n"),
+            Some("if a {\n    b();\n    }\n".len())
+        );
     }
 
     #[test]

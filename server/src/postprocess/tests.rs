@@ -110,20 +110,44 @@ fn check_final(path: &str, doc: &str, raw: &str, truncated: bool, want: &str) {
 fn a_single_line_cut_mid_expression_is_not_shown() {
     let doc = "def factorial(n):\n    if n <= 1:\n        return 1\n    return $0\n";
     check_final("a.py", doc, "n * factorial(n -", true, "");
-    check_final("a.py", doc, "n * factorial(n - 1)", true, "n * factorial(n - 1)");
+    check_final(
+        "a.py",
+        doc,
+        "n * factorial(n - 1)",
+        true,
+        "n * factorial(n - 1)",
+    );
     // The same text from a generation that ended by itself is not judged.
     check_final("a.py", doc, "n * factorial(n -", false, "n * factorial(n -");
     // An open string is unfinished too.
     check_final("a.py", "print($0)\n", "\"hello, wor", true, "");
-    check_final("a.py", "print($0)\n", "\"hello, world\"", true, "\"hello, world\"");
+    check_final(
+        "a.py",
+        "print($0)\n",
+        "\"hello, world\"",
+        true,
+        "\"hello, world\"",
+    );
 }
 
 #[test]
 fn a_single_line_may_close_what_the_line_opened_before_the_cursor() {
     // The suffix closes the call: `b` completes it.
     check_final("a.py", "x = f(a, $0)\n", "b", true, "b");
-    check_final("a.rs", "fn main() {\n    let x = f(a, $0);\n}\n", "b.len()", true, "b.len()");
-    check_final("a.rs", "fn main() {\n    let x = f(a, $0);\n}\n", "b.len(", true, "");
+    check_final(
+        "a.rs",
+        "fn main() {\n    let x = f(a, $0);\n}\n",
+        "b.len()",
+        true,
+        "b.len()",
+    );
+    check_final(
+        "a.rs",
+        "fn main() {\n    let x = f(a, $0);\n}\n",
+        "b.len(",
+        true,
+        "",
+    );
     // A line the grammar rejects where it stands (an operator with no
     // right-hand side) is unfinished even with balanced brackets.
     check_final("a.js", "const y = $0\n", "a +", true, "");
@@ -133,9 +157,21 @@ fn a_single_line_may_close_what_the_line_opened_before_the_cursor() {
 #[test]
 fn a_closer_the_suggestion_balances_itself_is_not_taken_for_the_suffix() {
     // `)` after the cursor closes `f(`; the `)` of `len()` is the text's own.
-    check(clean, "a.rs", "fn main() {\n    let x = f(a, $0);\n}\n", "b.len()", "b.len()");
+    check(
+        clean,
+        "a.rs",
+        "fn main() {\n    let x = f(a, $0);\n}\n",
+        "b.len()",
+        "b.len()",
+    );
     // A real overlap still goes.
-    check(clean, "a.rs", "fn main() {\n    let x = f(a, $0);\n}\n", "b.len());", "b.len()");
+    check(
+        clean,
+        "a.rs",
+        "fn main() {\n    let x = f(a, $0);\n}\n",
+        "b.len());",
+        "b.len()",
+    );
 }
 
 #[test]
