@@ -51,6 +51,22 @@ fn assert_no_control_text(s: &str) {
     }
 }
 
+/// A real suggestion for a cursor placed after the line's indentation:
+/// no control text, not empty, and no indentation of its own.
+fn assert_suggestion_at_indent(got: &str) {
+    assert_no_control_text(got);
+    assert!(!got.trim().is_empty(), "no suggestion");
+    assert!(
+        !got.starts_with([' ', '\t']),
+        "leading whitespace on an indented line: {got:?}"
+    );
+}
+
+/// The non-blank lines a multi-line suggestion adds after the cursor's.
+fn added_lines(got: &str) -> impl Iterator<Item = &str> {
+    got.lines().skip(1).filter(|l| !l.trim().is_empty())
+}
+
 fn parses(lang: Lang, text: &str) -> bool {
     parse_str(lang, text).is_some_and(|t| !t.root_node().has_error())
 }
@@ -102,16 +118,11 @@ fn indented_empty_lines_get_code_not_more_indentation() {
     ];
     for (i, src) in cases.iter().enumerate() {
         let got = complete(&mut s, &format!("file:///w/indent{i}.py"), "python", src);
-        assert_no_control_text(&got);
-        assert!(!got.trim().is_empty(), "no suggestion at {src:?}");
-        assert!(
-            !got.starts_with([' ', '\t']),
-            "leading whitespace on an indented line: {got:?}"
-        );
+        assert_suggestion_at_indent(&got);
         let done = accept(src, &got);
         // Every line the suggestion adds is indented at least as deep as
         // the cursor's block: nothing escapes the function.
-        for line in got.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        for line in added_lines(&got) {
             assert!(line.starts_with("    "), "{line:?} in {got:?}");
         }
         assert!(parses(Lang::Python, &done), "does not parse:\n{done}");
@@ -125,10 +136,8 @@ fn a_block_opener_gets_a_multi_line_body_in_the_documents_indentation() {
     // Two-space Rust: the body must keep two-space steps.
     let src = "fn sum_even(values: &[i64]) -> i64 {\n  let mut total = 0;\n  for v in values {\n    $0\n  }\n  total\n}\n";
     let got = complete(&mut s, "file:///w/sum.rs", "rust", src);
-    assert_no_control_text(&got);
-    assert!(!got.trim().is_empty(), "no suggestion");
-    assert!(!got.starts_with([' ', '\t']), "{got:?}");
-    for line in got.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+    assert_suggestion_at_indent(&got);
+    for line in added_lines(&got) {
         let lead = line.len() - line.trim_start().len();
         assert!(lead >= 4 && lead % 2 == 0, "{line:?} in {got:?}");
         assert!(!line.contains('\t'), "{line:?}");

@@ -58,7 +58,7 @@ pub fn prepare_with(
 /// healed whitespace out, but the typed-ahead cache must tell `return` from
 /// `return ` (both have the same prompt prefix).
 fn doc_prefix(ctx: &Context) -> String {
-    format!("{}{}", ctx.input.prefix, ctx.healed)
+    format!("{}{}", ctx.input.prefix, ctx.input.heal)
 }
 
 fn cache_key(path: &str, prefix: &str, line_suffix: &str) -> u64 {
@@ -180,7 +180,7 @@ mod tests {
         let src = "def f(x):\n    ";
         let shown = prep_at_end(src);
         assert_eq!(
-            shown.ctx.healed, "    ",
+            shown.ctx.input.heal, "    ",
             "the indentation before the cursor is healed"
         );
         cache.insert(&shown, "a.py", "return x");

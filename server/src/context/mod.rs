@@ -76,16 +76,6 @@ pub struct Context {
     pub indent: Indent,
     /// The line above the cursor's line (without its terminator).
     pub line_above: String,
-    /// The space or tab right before the cursor (the whole indentation on a
-    /// line with nothing else), which the prompt leaves out: in the BPE vocabularies of code models a word's leading space
-    /// belongs to the word (` return`) and a run of indentation before code
-    /// is split before its last character (`\n\t` + `\t` + `fmt`), so a
-    /// prompt ending in whitespace tokenizes unlike any code the model saw
-    /// (measured: Go lines after tab indentation came back with one tab too
-    /// many). The engine makes the model write exactly this first
-    /// (constrained first tokens) and post-processing removes it again.
-    /// Empty when not healed.
-    pub healed: String,
     /// `context.naive`: plain prefix window, no post-processing (the
     /// quality benchmark's baseline).
     pub naive: bool,
@@ -220,7 +210,7 @@ pub fn build_with(
             suffix,
             extras,
             line_len,
-            heal: healed.clone(),
+            heal: healed,
         },
         stop,
         line_prefix,
@@ -229,14 +219,13 @@ pub fn build_with(
         lang,
         indent,
         line_above,
-        healed,
         naive,
         block_closed,
     }
 }
 
 /// The whitespace before the cursor that the prompt leaves out (see
-/// [`Context::healed`]): the whole indentation on a line that holds only
+/// [`PromptInput::heal`]): the whole indentation on a line that holds only
 /// indentation (BPE vocabularies split a run of spaces before code as
 /// `"   "` + `" return"`, so a prompt ending in the full run is one the
 /// model never saw, and it answered with one space too few or nothing),

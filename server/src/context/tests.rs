@@ -258,7 +258,7 @@ fn prompt_head_is_stable_while_typing() {
         let fx = format!("{src}    {typed}$0\n");
         let c = fixture_with("main.py", &fx, &cfg, std::slice::from_ref(&other));
         let p = &c.input.prefix;
-        let head = p[..p.len() - (c.line_prefix.len() - c.healed.len())].to_string();
+        let head = p[..p.len() - (c.line_prefix.len() - c.input.heal.len())].to_string();
         heads.push((c.input.extras.clone(), head));
     }
     assert!(!heads[0].0.is_empty(), "the similar snippet is found");

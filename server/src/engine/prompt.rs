@@ -35,9 +35,16 @@ pub struct PromptInput {
     /// (what the user has typed on it so far). PSM layouts put them after
     /// the middle marker; 0 keeps the classic layout.
     pub line_len: usize,
-    /// Whitespace the prompt leaves out before the cursor (token healing,
-    /// see `Context::healed`): the engine makes the model write exactly
-    /// this first, and post-processing removes it again.
+    /// Whitespace the prompt leaves out before the cursor (token healing):
+    /// the space or tab right before the cursor, or the whole indentation
+    /// on a line with nothing else. In the BPE vocabularies of code models
+    /// a word's leading space belongs to the word (` return`) and a run of
+    /// indentation before code is split before its last character
+    /// (`\n\t` + `\t` + `fmt`), so a prompt ending in whitespace tokenizes
+    /// unlike any code the model saw (measured: one tab too many after Go
+    /// indentation; `   return` or nothing at indented Python lines). The
+    /// engine makes the model write exactly this first (constrained first
+    /// tokens) and post-processing removes it again. Empty when not healed.
     pub heal: String,
 }
 

@@ -64,7 +64,10 @@ pub async fn suggest(
         e.text = remote::redact::redact(&e.text, &lang).text;
     }
     // The tail of `input.prefix`: without the whitespace the prompt leaves out.
-    let line_prefix = prep.ctx.line_prefix.strip_suffix(prep.ctx.healed.as_str());
+    let line_prefix = prep
+        .ctx
+        .line_prefix
+        .strip_suffix(prep.ctx.input.heal.as_str());
     let line_prefix =
         remote::redact::redact(line_prefix.unwrap_or(&prep.ctx.line_prefix), &lang).text;
 

@@ -76,7 +76,7 @@ fn insertion_parses(text: &str, ctx: &Context) -> bool {
     let Some(lang) = ctx.lang else {
         return true;
     };
-    let prefix = format!("{}{}", ctx.input.prefix, ctx.healed);
+    let prefix = format!("{}{}", ctx.input.prefix, ctx.input.heal);
     let errors = |doc: &str| syntax::parse_str(lang, doc).map(|t| syntax::error_count(&t));
     match (
         errors(&format!("{prefix}{text}{}", ctx.input.suffix)),
@@ -123,7 +123,7 @@ pub fn finish_whitespace(text: &str, ctx: &Context) -> String {
 
 /// Undo what the prompt did to the whitespace before the cursor:
 /// - the prompt left out the one space right before the cursor (see
-///   `Context::healed`); the model wrote it itself: remove it again;
+///   `PromptInput::heal`); the model wrote it itself: remove it again;
 /// - on a blank line, a model that first wrote a line break (it took the
 ///   indentation for an empty line) means the line itself: drop the break
 ///   and the re-typed indentation.
@@ -137,8 +137,8 @@ pub fn unheal_whitespace(text: &str, ctx: &Context) -> String {
         let lead = t.len() - t.trim_start_matches([' ', '\t']).len();
         return t[lead.min(lp.len())..].to_string();
     }
-    if !ctx.healed.is_empty() {
-        if let Some(rest) = text.strip_prefix(ctx.healed.as_str()) {
+    if !ctx.input.heal.is_empty() {
+        if let Some(rest) = text.strip_prefix(ctx.input.heal.as_str()) {
             return rest.to_string();
         }
     }
@@ -296,7 +296,7 @@ pub fn stop_at_unit_end(text: &str, ctx: &Context) -> String {
         return text.to_string();
     }
     // The document as it is: the prompt left the healed whitespace out.
-    let prefix = format!("{}{}", ctx.input.prefix, ctx.healed);
+    let prefix = format!("{}{}", ctx.input.prefix, ctx.input.heal);
     let doc = format!("{prefix}{text}{}", ctx.input.suffix);
     let Some(tree) = syntax::parse_str(lang, &doc) else {
         return text.to_string();

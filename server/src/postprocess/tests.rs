@@ -40,7 +40,7 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
     // On a line of indentation only, the whole indentation is left out
     // (the engine makes the model write it first).
     let ctx = fixture("a.py", "def f(x):\n    $0\n");
-    assert_eq!(ctx.healed, "    ");
+    assert_eq!(ctx.input.heal, "    ");
     assert!(ctx.input.prefix.ends_with("def f(x):\n"));
     assert_eq!(ctx.input.heal, "    ");
     assert_eq!(ctx.input.line_len, 0);
@@ -53,7 +53,7 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
     );
     // After code, only the one space before the cursor.
     let ctx = fixture("a.py", "def f(x):\n    return $0\n");
-    assert_eq!(ctx.healed, " ");
+    assert_eq!(ctx.input.heal, " ");
     assert!(ctx.input.prefix.ends_with("def f(x):\n    return"));
     assert_eq!(ctx.input.line_len, "    return".len());
     // The model took the indentation for a blank line.
@@ -81,7 +81,7 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
     );
     // A tab of indentation is left out too.
     let ctx = fixture("a.go", "func f() {\n\tif x {\n\t\t$0\n\t}\n}\n");
-    assert_eq!(ctx.healed, "\t\t");
+    assert_eq!(ctx.input.heal, "\t\t");
     assert!(ctx.input.prefix.ends_with("if x {\n"));
     check(
         unheal_whitespace,
