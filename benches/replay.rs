@@ -15,8 +15,13 @@
 //! and typed-ahead hits; then the on/off ratios, and how promptly a
 //! cancelled cold prefill is answered.
 //!
+//! Also prints how often the engine had to cut a prompt's head (the
+//! context's token budgets should make that never happen) and the model
+//! path's p95/p50 (a prompt head that moves while typing shows up there).
+//!
 //! Run: `cargo bench --bench replay` (env: REPLAY_FILES=N files per
-//! language, REPLAY_INTERVAL_MS=typing interval, default 150).
+//! language, REPLAY_INTERVAL_MS=typing interval, default 150;
+//! REPLAY_RUNS=editor,on,nospec,off,cancel picks the runs, default all).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -133,6 +138,8 @@ struct Run {
     prompt_tokens: u64,
     reused_tokens: u64,
     typed_ahead: u64,
+    /// Engine warnings "prompt exceeds the context; cutting its head".
+    head_cuts: usize,
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
@@ -257,6 +264,7 @@ fn run(
         r.reused_tokens += d("reusedTokens");
         r.typed_ahead += d("typedAheadHits");
     }
+    r.head_cuts = s.log_text().matches("cutting its head").count();
     s.shutdown();
     r
 }
@@ -318,17 +326,28 @@ fn main() {
             c.name, c.language, c.cursor, c.span
         );
     }
-    let editor = run(&cases, true, true, 8, Some(interval), usize::MAX);
-    let on = run(&cases, true, false, 8, None, usize::MAX);
-    let no_spec = run(&cases, true, false, 0, None, usize::MAX);
+    let runs =
+        std::env::var("REPLAY_RUNS").unwrap_or_else(|_| "editor,on,nospec,off,cancel".into());
+    let wanted = |name: &str| runs.split(',').any(|r| r.trim() == name);
     let off_keys: usize = std::env::var("REPLAY_OFF_KEYS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
-    let off = run(&cases, false, false, 8, None, off_keys);
+    let mut results: Vec<(&str, Run)> = Vec::new();
+    for (name, reuse, typed_ahead, draft, every, keys) in [
+        ("editor", true, true, 8, Some(interval), usize::MAX),
+        ("on", true, false, 8, None, usize::MAX),
+        ("nospec", true, false, 0, None, usize::MAX),
+        ("off", false, false, 8, None, off_keys),
+    ] {
+        if wanted(name) {
+            results.push((name, run(&cases, reuse, typed_ahead, draft, every, keys)));
+        }
+    }
+    let get = |name: &str| results.iter().find(|(n, _)| *n == name).map(|(_, r)| r);
     let row = |name: &str, r: &Run| {
         println!(
-            "| {:<10} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>6.1}% | {:>3}/{:<3} | {:>4} |",
+            "| {:<10} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>6.1}% | {:>3}/{:<3} | {:>4} | {:>4} |",
             name,
             pct(&r.cold_ms, 0.5),
             pct(&r.warm_full_ms, 0.5),
@@ -340,33 +359,46 @@ fn main() {
             r.cancelled,
             r.keystrokes,
             r.typed_ahead,
+            r.head_cuts,
         );
     };
     println!();
-    println!("| KV reuse   | cold p50 | warm p50 | warm p95 | 1st text | model p50| model p95| reused  | cancelled | t-a  |");
-    println!("|------------|---------:|---------:|---------:|---------:|---------:|---------:|--------:|----------:|-----:|");
-    row("editor", &editor);
-    row("on", &on);
-    row("on,nospec", &no_spec);
-    row("off", &off);
+    println!("| KV reuse   | cold p50 | warm p50 | warm p95 | 1st text | model p50| model p95| reused  | cancelled | t-a  | cuts |");
+    println!("|------------|---------:|---------:|---------:|---------:|---------:|---------:|--------:|----------:|-----:|-----:|");
+    for (name, r) in &results {
+        row(name, r);
+    }
     println!("(ms. editor = reuse on + typed-ahead cache, typing every {interval:?} and cancelling stale requests, as a user sees it;");
     println!(" on/off = model.cacheReuse with the typed-ahead cache off (nospec: completion.draftTokens 0), waiting for every answer, so every keystroke is a model request;");
     println!(" off runs the first {off_keys} keystrokes per file. warm = keystrokes after the first request; 1st text = first streamed $/progress text;");
     println!(" model = answers that came from the model (streamed), not the cache; reused = prompt tokens reused from the KV cache on warm requests)");
+    println!(" cuts = prompts the engine had to cut at the head: the context's token budgets should keep this 0)");
     println!();
-    println!(
-        "warm p50 / cold p50 (reuse on): {:.1}%",
-        100.0 * pct(&on.warm_full_ms, 0.5) / pct(&on.cold_ms, 0.5)
-    );
-    println!(
-        "warm p50 reuse off / on: {:.1}x",
-        pct(&off.warm_full_ms, 0.5) / pct(&on.warm_full_ms, 0.5)
-    );
-    println!(
-        "speculative decoding (draftTokens 8 vs 0): warm p50 {:.2}x, p95 {:.2}x",
-        pct(&no_spec.warm_full_ms, 0.5) / pct(&on.warm_full_ms, 0.5),
-        pct(&no_spec.warm_full_ms, 0.95) / pct(&on.warm_full_ms, 0.95)
-    );
-    let c = cancel_latency(&cases[0], 5);
-    println!("cancel during a cold prefill -> engine free again: p50 {:.0} ms, max {:.0} ms (prefill chunk = model.batchSize tokens)", pct(&c, 0.5), pct(&c, 1.0));
+    if let Some(on) = get("on") {
+        println!(
+            "warm p50 / cold p50 (reuse on): {:.1}%",
+            100.0 * pct(&on.warm_full_ms, 0.5) / pct(&on.cold_ms, 0.5)
+        );
+        println!(
+            "model requests p95 / p50 (reuse on; a moving prompt head shows here): {:.2}x",
+            pct(&on.model_full_ms, 0.95) / pct(&on.model_full_ms, 0.5)
+        );
+        if let Some(off) = get("off") {
+            println!(
+                "warm p50 reuse off / on: {:.1}x",
+                pct(&off.warm_full_ms, 0.5) / pct(&on.warm_full_ms, 0.5)
+            );
+        }
+        if let Some(no_spec) = get("nospec") {
+            println!(
+                "speculative decoding (draftTokens 8 vs 0): warm p50 {:.2}x, p95 {:.2}x",
+                pct(&no_spec.warm_full_ms, 0.5) / pct(&on.warm_full_ms, 0.5),
+                pct(&no_spec.warm_full_ms, 0.95) / pct(&on.warm_full_ms, 0.95)
+            );
+        }
+    }
+    if wanted("cancel") {
+        let c = cancel_latency(&cases[0], 5);
+        println!("cancel during a cold prefill -> engine free again: p50 {:.0} ms, max {:.0} ms (prefill chunk = model.batchSize tokens)", pct(&c, 0.5), pct(&c, 1.0));
+    }
 }

@@ -24,17 +24,31 @@ pub struct Prepared {
     pub key: u64,
 }
 
-pub fn prepare(doc: &Document, cursor: usize, config: &Config, path: &str) -> Prepared {
-    prepare_with(doc, cursor, config, path, &[])
+pub fn prepare(
+    doc: &Document,
+    cursor: usize,
+    config: &Config,
+    path: &str,
+    tokens: &dyn context::TokenCount,
+) -> Prepared {
+    prepare_with(
+        doc,
+        cursor,
+        config,
+        path,
+        context::Head::Search(&[]),
+        tokens,
+    )
 }
 
-/// [`prepare`] with the other open documents, for cross-file context.
+/// [`prepare`] with the prompt head's snippets (see [`PromptHeads`]).
 pub fn prepare_with(
     doc: &Document,
     cursor: usize,
     config: &Config,
     path: &str,
-    others: &[context::OtherDoc],
+    head: context::Head<'_>,
+    tokens: &dyn context::TokenCount,
 ) -> Prepared {
     let ctx = context::build_with(
         doc,
@@ -42,7 +56,8 @@ pub fn prepare_with(
         &config.context_budgets(),
         path,
         config.completion.multiline,
-        others,
+        head,
+        tokens,
     );
     let params = GenParams {
         max_tokens: config.completion.max_tokens,
@@ -110,6 +125,49 @@ impl TypedAhead {
     }
 }
 
+/// The prompt head (cross-file snippets) each document's last prompt used.
+///
+/// The head comes first in the prompt, so when it changes, everything
+/// after it is evaluated again: hundreds of tokens, seconds on a laptop
+/// CPU. Searched afresh per keystroke it changed as the user typed (new
+/// identifiers pick other definitions and similar chunks; the edit itself
+/// reorders the recent-edits ring). So while the user types near the same
+/// place the head is kept, and it is searched afresh at natural points: an
+/// idle pause (the warm-up after the pause builds it, and prefills it
+/// before the next keystroke needs it), a jump of more than
+/// [`HEAD_KEEP_LINES`] lines, another document, a document's first request.
+#[derive(Default)]
+pub struct PromptHeads {
+    kept: Mutex<std::collections::HashMap<String, (usize, Vec<crate::engine::Snippet>)>>,
+}
+
+/// A cursor this many lines or more from where the head was searched
+/// searches again.
+pub const HEAD_KEEP_LINES: usize = 16;
+
+impl PromptHeads {
+    /// The head to keep for a request on `line` of `uri`, if any.
+    pub fn kept(&self, uri: &str, line: usize) -> Option<Vec<crate::engine::Snippet>> {
+        let kept = self.kept.lock().unwrap();
+        let (at, snippets) = kept.get(uri)?;
+        (at.abs_diff(line) < HEAD_KEEP_LINES).then(|| snippets.clone())
+    }
+
+    /// Remember the head a prompt on `line` used. A kept head keeps its
+    /// original line, so typing slowly down a file still searches again
+    /// every [`HEAD_KEEP_LINES`] lines.
+    pub fn remember(&self, uri: &str, line: usize, prep: &Prepared, searched: bool) {
+        let mut kept = self.kept.lock().unwrap();
+        if searched || !kept.contains_key(uri) {
+            kept.insert(uri.to_string(), (line, prep.ctx.input.extras.clone()));
+        }
+    }
+
+    pub fn forget(&self, uri: &str) {
+        self.kept.lock().unwrap().remove(uri);
+    }
+}
+
 /// Outcome of one completion as the LSP layer sees it.
 #[derive(Debug, Clone)]
 pub enum Completion {
@@ -171,7 +229,13 @@ mod tests {
     /// Prepare a request for `text` with the cursor at its end.
     fn prep_at_end(text: &str) -> Prepared {
         let doc = Document::with_path(text, 0, "python", "a.py");
-        prepare(&doc, doc.rope.len_chars(), &Config::default(), "a.py")
+        prepare(
+            &doc,
+            doc.rope.len_chars(),
+            &Config::default(),
+            "a.py",
+            &context::Estimate,
+        )
     }
 
     #[test]

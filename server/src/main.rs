@@ -181,7 +181,7 @@ fn cmd_complete(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let prep = complete::prepare(&doc, cursor, &config, &name);
+    let prep = complete::prepare(&doc, cursor, &config, &name, &engine.tokenizer);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

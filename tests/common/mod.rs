@@ -353,6 +353,12 @@ impl TestServer {
         self.stdin = None;
     }
 
+    /// Whether the response to request `id` has already arrived (it came
+    /// while waiting for another one).
+    pub fn answered(&self, id: i64) -> bool {
+        self.early.contains_key(&id)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -184,8 +184,12 @@ pub struct Query<'a> {
     pub text: &'a str,
     /// The prompt's prefix (kept header + window), for de-duplication.
     pub prefix: &'a str,
-    /// Chars to spend.
+    /// Chars to spend, at most (a chunk longer than this is not even
+    /// copied).
     pub budget: usize,
+    /// Tokens to spend, counted by `tokens`.
+    pub budget_tokens: usize,
+    pub tokens: &'a dyn super::TokenCount,
 }
 
 /// Recently edited chunks that take part (one ring across files).
@@ -373,8 +377,10 @@ fn select(mut cands: Vec<Candidate>, sources: &[Source<'_>], query: &Query<'_>) 
         {
             continue;
         }
-        let cost = c.text.len() + sources[c.source].path.len() + 16;
-        if used + cost > query.budget || (c.definition && used_defs + cost > query.budget / 2) {
+        // The file separator and path header cost a few tokens too.
+        let budget = query.budget_tokens;
+        let cost = query.tokens.count(&c.text) + query.tokens.count(sources[c.source].path) + 4;
+        if used + cost > budget || (c.definition && used_defs + cost > budget / 2) {
             continue;
         }
         used += cost;

@@ -27,7 +27,7 @@ pub mod window;
 
 use crate::config::ContextConfig;
 use crate::document::Document;
-use crate::engine::{PromptInput, StopRules};
+use crate::engine::{PromptInput, Snippet, StopRules};
 use crate::syntax::Lang;
 
 pub use crossfile::OtherDoc;
@@ -36,11 +36,53 @@ pub use when::Skip;
 /// The prefix window's first line moves in steps of this many lines.
 pub const WINDOW_STEP: usize = 32;
 
-/// Conservative characters-per-token estimate for source code, used to turn
-/// token budgets into rope windows before tokenizing. Erring low keeps the
-/// tokenized prompt inside its budget (the engine cuts the head otherwise,
-/// which costs cache reuse).
+/// Characters-per-token first guess for source code, used to turn token
+/// budgets into rope windows before measuring them with [`TokenCount`].
+/// Dense code (`x=1;y=2;`) tokenizes at ~1.5, so a window is re-cut when
+/// its real count is over budget (see [`fit`]).
 pub const CHARS_PER_TOKEN: usize = 3;
+
+/// Counts tokens as the model will: the engine's `Tokenizer` (the model's
+/// own vocabulary), or [`Estimate`] where there is none.
+pub trait TokenCount: Sync {
+    fn count(&self, text: &str) -> usize;
+}
+
+/// [`CHARS_PER_TOKEN`] characters per token: for unit tests and for remote
+/// completion backends, whose tokenizer slm-ls does not have.
+pub struct Estimate;
+
+impl TokenCount for Estimate {
+    fn count(&self, text: &str) -> usize {
+        text.chars().count().div_ceil(CHARS_PER_TOKEN)
+    }
+}
+
+/// Cut a window to a token budget: `cut(chars)` builds the window for a
+/// character budget, returning its text; the first guess is
+/// [`CHARS_PER_TOKEN`] per token, and while the real count is over budget
+/// the character budget shrinks by the measured ratio (with 5% room). A
+/// window within budget on the first try is kept as is, so sparse code
+/// keeps exactly the window it had (no re-cut per keystroke: the window
+/// start moves in coarse steps and the prompt head stays cached).
+pub fn fit<T>(
+    tokens: &dyn TokenCount,
+    budget_tokens: usize,
+    mut cut: impl FnMut(usize) -> (T, String),
+) -> T {
+    let mut chars = budget_tokens * CHARS_PER_TOKEN;
+    let mut tries = 0;
+    loop {
+        let (window, text) = cut(chars);
+        let n = tokens.count(&text);
+        tries += 1;
+        if n <= budget_tokens || chars == 0 || tries == 4 {
+            return window;
+        }
+        let scaled = chars as f64 * budget_tokens as f64 / n as f64 * 0.95;
+        chars = (scaled as usize).min(chars - 1);
+    }
+}
 
 /// Longest piece of the cursor's line kept on either side of the cursor
 /// (`line_prefix`, `line_suffix`, `line_above`): a 2 MB line must not be
@@ -92,17 +134,38 @@ pub fn build(
     path: &str,
     multiline: bool,
 ) -> Context {
-    build_with(doc, cursor, cfg, path, multiline, &[])
+    build_with(
+        doc,
+        cursor,
+        cfg,
+        path,
+        multiline,
+        Head::Search(&[]),
+        &Estimate,
+    )
 }
 
-/// [`build`] with the other open documents, for cross-file snippets.
+/// Where the prompt head's snippets come from.
+#[derive(Clone, Copy)]
+pub enum Head<'a> {
+    /// Search the other open documents (and this one) afresh.
+    Search(&'a [OtherDoc]),
+    /// Keep the ones an earlier prompt of this document used: the head
+    /// comes first in the prompt, and a change there re-evaluates all that
+    /// follows it (see `complete::PromptHeads`).
+    Keep(&'a [Snippet]),
+}
+
+/// [`build`] with the prompt head's snippets, and the model's token counts
+/// for the budgets.
 pub fn build_with(
     doc: &Document,
     cursor: usize,
     cfg: &ContextConfig,
     path: &str,
     multiline: bool,
-    others: &[OtherDoc],
+    head: Head<'_>,
+    tokens: &dyn TokenCount,
 ) -> Context {
     let rope = &doc.rope;
     let cursor = cursor.min(rope.len_chars());
@@ -129,15 +192,17 @@ pub fn build_with(
 
     // Prefix: a token-budgeted window (plus, with a tree, the imports and
     // enclosing headers it cut off).
-    let budget = cfg.prefix_tokens as usize * CHARS_PER_TOKEN;
-    let win = window::prefix(doc, tree.as_ref(), cursor, budget);
-    let mut start_char = win.start_char;
-    if cursor - start_char > budget {
-        // Inside one very long line: start within it, in coarse steps.
-        let want = cursor - budget;
-        start_char = (want.div_ceil(CHAR_STEP) * CHAR_STEP).min(cursor);
-    }
-    let mut prefix = format!("{}{}", win.header, rope.slice(start_char..cursor));
+    let (start_char, mut prefix) = fit(tokens, cfg.prefix_tokens as usize, |budget| {
+        let win = window::prefix(doc, tree.as_ref(), cursor, budget);
+        let mut start_char = win.start_char;
+        if cursor - start_char > budget {
+            // Inside one very long line: start within it, in coarse steps.
+            let want = cursor - budget;
+            start_char = (want.div_ceil(CHAR_STEP) * CHAR_STEP).min(cursor);
+        }
+        let prefix = format!("{}{}", win.header, rope.slice(start_char..cursor));
+        ((start_char, prefix.clone()), prefix)
+    });
     let healed = heal(&prefix, &line_prefix, naive);
     prefix.truncate(prefix.len() - healed.len());
     // The typed part of the cursor's line (the prompt may put it after the
@@ -150,22 +215,24 @@ pub fn build_with(
     };
 
     // Suffix: the rest of the line and following lines, within budget.
-    let sbudget = cfg.suffix_tokens as usize * CHARS_PER_TOKEN;
-    let mut suffix_end = line_end;
-    let mut l = line + 1;
-    while l < rope.len_lines() {
-        let next = rope.line_to_char(l) + rope.line(l).len_chars();
-        if next - cursor > sbudget {
-            break;
+    let suffix_end = fit(tokens, cfg.suffix_tokens as usize, |sbudget| {
+        let mut suffix_end = line_end;
+        let mut l = line + 1;
+        while l < rope.len_lines() {
+            let next = rope.line_to_char(l) + rope.line(l).len_chars();
+            if next - cursor > sbudget {
+                break;
+            }
+            suffix_end = next;
+            l += 1;
         }
-        suffix_end = next;
-        l += 1;
-    }
-    // The line terminator of the cursor's line belongs to the suffix.
-    if suffix_end == line_end && line + 1 < rope.len_lines() {
-        suffix_end = rope.line_to_char(line + 1);
-    }
-    let suffix_end = suffix_end.max(cursor).min(cursor + sbudget.max(1));
+        // The line terminator of the cursor's line belongs to the suffix.
+        if suffix_end == line_end && line + 1 < rope.len_lines() {
+            suffix_end = rope.line_to_char(line + 1);
+        }
+        let suffix_end = suffix_end.max(cursor).min(cursor + sbudget.max(1));
+        (suffix_end, rope.slice(cursor..suffix_end).to_string())
+    });
     let suffix = rope.slice(cursor..suffix_end).to_string();
 
     let stop = when::stop_rules(&line_prefix, &line_suffix, &suffix, multiline);
@@ -190,6 +257,8 @@ pub fn build_with(
 
     let extras = if naive || cfg.extra_tokens == 0 || skip.is_some() {
         Vec::new()
+    } else if let Head::Keep(kept) = head {
+        kept.to_vec()
     } else {
         let text = crossfile::query_text(doc, line);
         let query = crossfile::Query {
@@ -199,6 +268,12 @@ pub fn build_with(
             text: &text,
             prefix: &prefix,
             budget: cfg.extra_tokens as usize * CHARS_PER_TOKEN,
+            budget_tokens: cfg.extra_tokens as usize,
+            tokens,
+        };
+        let others = match head {
+            Head::Search(others) => others,
+            Head::Keep(_) => &[],
         };
         crossfile::snippets(&query, others)
     };

@@ -15,7 +15,15 @@ pub(crate) fn fixture_with(
     let text = fixture.replace("$0", "");
     let doc = Document::with_path(&text, 0, "", path);
     let cursor_char = text[..cursor].chars().count();
-    build_with(&doc, cursor_char, cfg, path, true, others)
+    build_with(
+        &doc,
+        cursor_char,
+        cfg,
+        path,
+        true,
+        Head::Search(others),
+        &Estimate,
+    )
 }
 
 /// Several files in one fixture: a `//- path` line starts each file; the
@@ -56,7 +64,15 @@ pub(crate) fn fixture_files(src: &str, cfg: &ContextConfig, edits: &[(&str, u32)
     let cursor = text.find("$0").unwrap();
     let doc = open(&path, &text.replace("$0", ""));
     let cursor_char = text[..cursor].chars().count();
-    build_with(&doc, cursor_char, cfg, &path, true, &others)
+    build_with(
+        &doc,
+        cursor_char,
+        cfg,
+        &path,
+        true,
+        Head::Search(&others),
+        &Estimate,
+    )
 }
 
 /// Budgets wider than the defaults (those of a faster model), for tests
@@ -551,7 +567,7 @@ mod never_panics {
             let cursor = at.index(doc.rope.len_chars() + 1);
             let cfg = ContextConfig { prefix_tokens: budget, suffix_tokens: budget / 2, extra_tokens: budget, ..Default::default() };
             let others = [OtherDoc { path: format!("b.{ext}"), doc: Document::with_path(&other, 0, "", "b.rs") }];
-            let c = build_with(&doc, cursor, &cfg, &path, true, &others);
+            let c = build_with(&doc, cursor, &cfg, &path, true, Head::Search(&others), &Estimate);
             let _ = crate::postprocess::clean(&raw, &c);
         }
     }

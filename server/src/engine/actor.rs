@@ -3,6 +3,15 @@
 //! Loop: block for a message, drain everything queued, drop superseded
 //! work, run the newest completion (completions before warm-ups), repeat.
 //!
+//! Preemption: a completion's prefill checks between chunks whether a newer
+//! completion has arrived (for any document: a newer one for the same
+//! document cancels it outright). If so it stops, and the job goes back to
+//! the queue behind the newcomer. The chunks it evaluated stay in its
+//! slot's KV cells, so when it runs again its reuse plan finds them and
+//! prefill resumes where it stopped. Generation is not preempted: it is
+//! bounded by `maxTokens`/`maxTimeMs`, and restarting it would re-send
+//! text the client already has.
+//!
 //! KV layout: `cache_slots` sequences share one unified KV buffer of
 //! `cache_slots * context_tokens` cells. Each slot remembers the tokens its
 //! cells hold (`Slot::tokens`, in position order) and which document used
@@ -142,6 +151,23 @@ impl Pieces {
     }
 }
 
+/// The handle's counters the actor reads between chunks.
+pub(crate) struct Counters {
+    /// Messages sent and not yet taken by the actor (any kind).
+    pub pending: Arc<AtomicUsize>,
+    /// Completions sent and not yet taken from the channel.
+    pub arrived: Arc<AtomicUsize>,
+}
+
+/// How a job ended, short of an error.
+enum Ran {
+    Done(Outcome),
+    /// Cancelled; for a warm-up also: gave way to other work.
+    Cancelled,
+    /// Gave way to a newer completion mid-prefill; runs again later.
+    Preempted,
+}
+
 struct Engine<'m> {
     model: &'m LlamaModel,
     pieces: Option<Pieces>,
@@ -157,15 +183,16 @@ struct Engine<'m> {
     batch: LlamaBatch<'static>,
     stats: Arc<Stats>,
     pending: Arc<AtomicUsize>,
+    arrived: Arc<AtomicUsize>,
 }
 
 pub(crate) fn run(
     settings: EngineSettings,
     rx: mpsc::Receiver<Msg>,
-    pending: Arc<AtomicUsize>,
+    counters: Counters,
     stats: Arc<Stats>,
     mut progress: Box<dyn FnMut(f32) + Send>,
-    ready: mpsc::Sender<Result<EngineInfo, String>>,
+    ready: mpsc::Sender<Result<(EngineInfo, super::Tokenizer), String>>,
 ) {
     let started = Instant::now();
     let backend = match backend() {
@@ -182,7 +209,7 @@ pub(crate) fn run(
             true
         });
     let model = match LlamaModel::load_from_file(backend, &settings.model_path, &params) {
-        Ok(m) => m,
+        Ok(m) => Arc::new(m),
         Err(e) => {
             let _ = ready.send(Err(format!(
                 "llama.cpp could not load {}: {e} (the file may be truncated or not a supported GGUF model)",
@@ -272,9 +299,11 @@ pub(crate) fn run(
         clock: 0,
         batch,
         stats,
-        pending,
+        pending: counters.pending,
+        arrived: counters.arrived,
     };
-    if ready.send(Ok(info)).is_err() {
+    let tokenizer = super::Tokenizer::new(model.clone());
+    if ready.send(Ok((info, tokenizer))).is_err() {
         return;
     }
     engine.serve(rx);
@@ -286,48 +315,63 @@ impl Engine<'_> {
         loop {
             if queue.is_empty() {
                 match rx.recv() {
-                    Ok(m) => queue.push(m),
+                    Ok(m) => self.take(m, &mut queue),
                     Err(_) => return,
                 }
             }
             while let Ok(m) = rx.try_recv() {
-                queue.push(m);
+                self.take(m, &mut queue);
             }
             self.pending.fetch_sub(queue.len(), Ordering::SeqCst);
             if queue.iter().any(|m| matches!(m, Msg::Shutdown)) {
                 return;
             }
+            // Answer cancelled completions now (a preempted job can be
+            // cancelled while it waits), and forget cancelled warm-ups.
+            queue.retain(|m| match m {
+                Msg::Complete(j) if j.cancel.is_cancelled() => {
+                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                    j.events.send(Event::Cancelled);
+                    false
+                }
+                Msg::Warm(j) => !j.cancel.is_cancelled(),
+                _ => true,
+            });
             // Newest completion first; warm-ups only when no completion waits.
             let pos = queue
                 .iter()
-                .rposition(|m| matches!(m, Msg::Complete(j) if !j.cancel.is_cancelled()))
-                .or_else(|| {
-                    queue
-                        .iter()
-                        .rposition(|m| matches!(m, Msg::Warm(j) if !j.cancel.is_cancelled()))
-                });
+                .rposition(|m| matches!(m, Msg::Complete(_)))
+                .or_else(|| queue.iter().rposition(|m| matches!(m, Msg::Warm(_))));
             let Some(pos) = pos else {
-                for m in queue.drain(..) {
-                    if let Msg::Complete(j) = m {
-                        self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                        let _ = j.events.send(Event::Cancelled);
-                    }
-                }
                 continue;
             };
             let msg = queue.remove(pos);
-            // Put the rest back as "pending" so a running job sees them.
+            // Put the rest back as "pending" so a running warm-up sees them.
             self.pending.fetch_add(queue.len(), Ordering::SeqCst);
             match msg {
-                Msg::Complete(job) => self.complete(job, false),
-                Msg::Warm(job) => self.complete(job, true),
+                Msg::Complete(job) => {
+                    if let Some(job) = self.complete(job, false) {
+                        // Preempted: it waits behind the newer request, which
+                        // is still in the channel (drained at the top, then
+                        // chosen first as the newest).
+                        queue.insert(0, Msg::Complete(job));
+                        self.pending.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                Msg::Warm(job) => {
+                    self.complete(job, true);
+                }
                 Msg::Shutdown => return,
             }
-            // The re-queued messages are drained again at the top.
-            let n = queue.len();
-            self.pending.fetch_sub(n, Ordering::SeqCst);
-            self.pending.fetch_add(n, Ordering::SeqCst);
         }
+    }
+
+    /// Move a message from the channel to the queue.
+    fn take(&self, m: Msg, queue: &mut Vec<Msg>) {
+        if matches!(m, Msg::Complete(_)) {
+            self.arrived.fetch_sub(1, Ordering::SeqCst);
+        }
+        queue.push(m);
     }
 
     fn pick_slot(&mut self, key: &str, prompt: &[i32]) -> usize {
@@ -357,11 +401,13 @@ impl Engine<'_> {
             .unwrap_or(0)
     }
 
-    fn complete(&mut self, job: Job, warm: bool) {
+    /// Run `job` and answer it; a job that gave way to a newer request is
+    /// handed back to be queued again.
+    fn complete(&mut self, mut job: Job, warm: bool) -> Option<Job> {
         let stats = self.stats.clone();
         if warm {
             stats.warmups.fetch_add(1, Ordering::Relaxed);
-        } else {
+        } else if job.preempted == 0 {
             stats.requests.fetch_add(1, Ordering::Relaxed);
         }
         // A panic in our code or the bindings must not take the engine down
@@ -382,7 +428,13 @@ impl Engine<'_> {
             ))
         });
         match result {
-            Ok(Some(outcome)) => {
+            Ok(Ran::Preempted) => {
+                stats.preempted.fetch_add(1, Ordering::Relaxed);
+                job.preempted += 1;
+                tracing::debug!(key = job.key, times = job.preempted, "prefill preempted");
+                return Some(job);
+            }
+            Ok(Ran::Done(outcome)) => {
                 if !warm {
                     stats.completed.fetch_add(1, Ordering::Relaxed);
                     stats.record_latency(job.submitted.elapsed().as_secs_f64() * 1000.0);
@@ -396,12 +448,13 @@ impl Engine<'_> {
                             "{:.1}",
                             job.submitted.elapsed().as_secs_f64() * 1000.0 - outcome.total_ms
                         ),
+                        preempted = job.preempted,
                         "completion"
                     );
                     let _ = job.events.send(Event::Done(outcome));
                 }
             }
-            Ok(None) => {
+            Ok(Ran::Cancelled) => {
                 if !warm {
                     stats.cancelled.fetch_add(1, Ordering::Relaxed);
                     let _ = job.events.send(Event::Cancelled);
@@ -413,10 +466,11 @@ impl Engine<'_> {
                 let _ = job.events.send(Event::Failed(e));
             }
         }
+        None
     }
 
-    /// Run one job. `Ok(None)` = cancelled (or, for a warm-up, preempted).
-    fn run_job(&mut self, job: &Job, warm: bool) -> Result<Option<Outcome>, String> {
+    /// Run one job.
+    fn run_job(&mut self, job: &Job, warm: bool) -> Result<Ran, String> {
         let t0 = Instant::now();
         if job.input.path.ends_with(TEST_PANIC_PATH) && test_hooks() {
             panic!("test panic in the inference thread");
@@ -466,7 +520,10 @@ impl Engine<'_> {
         let chunk = self.settings.batch_size as usize;
         while n_past < prompt.len() {
             if job.cancel.is_cancelled() || (warm && self.pending.load(Ordering::SeqCst) > 0) {
-                return Ok(None);
+                return Ok(Ran::Cancelled);
+            }
+            if !warm && self.arrived.load(Ordering::SeqCst) > 0 {
+                return Ok(Ran::Preempted);
             }
             let end = (n_past + chunk).min(prompt.len());
             self.batch.clear();
@@ -488,7 +545,7 @@ impl Engine<'_> {
         let prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let evaluated = prompt.len() - reused;
         if warm {
-            return Ok(None);
+            return Ok(Ran::Cancelled);
         }
         self.stats
             .prompt_tokens
@@ -516,7 +573,7 @@ impl Engine<'_> {
         let mut forced: &[u8] = job.input.heal.as_bytes();
         let stop_reason = 'gen: loop {
             if job.cancel.is_cancelled() {
-                return Ok(None);
+                return Ok(Ran::Cancelled);
             }
             if generated >= max_tokens {
                 break StopReason::MaxTokens;
@@ -622,7 +679,7 @@ impl Engine<'_> {
         self.stats
             .generate_ms
             .fetch_add(gen_ms as u64, Ordering::Relaxed);
-        Ok(Some(Outcome {
+        Ok(Ran::Done(Outcome {
             text,
             stop: stop_reason,
             prompt_tokens: prompt.len(),

@@ -1,12 +1,15 @@
 //! The inference engine: a handle on the rest of the server's side, an
 //! actor thread that owns llama.cpp on the other.
 //!
-//! **Invariant: only the actor thread touches llama-cpp-2 objects.** The
+//! **Invariant: only the actor thread touches llama-cpp-2 objects** — the
+//! one exception is [`Tokenizer`], read-only vocabulary lookups. The
 //! context borrows the model and is not `Sync`; every request reaches it as
 //! a [`Msg`] over a channel, every answer comes back as [`Event`]s.
 //!
 //! Requests are latest-wins per document: submitting a completion for a
-//! document cancels that document's previous one. llama.cpp cannot abort a
+//! document cancels that document's previous one. Across documents the
+//! newest request is served first: a running prefill yields to it between
+//! chunks and resumes afterwards from the chunks it already evaluated. llama.cpp cannot abort a
 //! running `decode`, so the actor prefills in chunks of `model.batchSize`
 //! tokens and checks the cancel flag between chunks and between sampled
 //! tokens.
@@ -82,6 +85,36 @@ pub struct EngineInfo {
     pub load_ms: u64,
 }
 
+/// The model's vocabulary on the server's side, for token budgets
+/// (`context::TokenCount`). Tokenizing reads only the vocabulary, which
+/// llama.cpp never changes after loading, so it is safe from any thread
+/// while the actor decodes (llama-server tokenizes in its HTTP threads the
+/// same way).
+#[derive(Clone)]
+pub struct Tokenizer(Arc<llama_cpp_2::model::LlamaModel>);
+
+impl Tokenizer {
+    pub(crate) fn new(model: Arc<llama_cpp_2::model::LlamaModel>) -> Tokenizer {
+        Tokenizer(model)
+    }
+
+    /// A vocabulary-only load of a GGUF (tests, tools): no weights.
+    pub fn from_vocab_file(path: &std::path::Path) -> Result<Tokenizer, String> {
+        let params = llama_cpp_2::model::params::LlamaModelParams::default().with_vocab_only(true);
+        let model =
+            llama_cpp_2::model::LlamaModel::load_from_file(actor::backend()?, path, &params)
+                .map_err(|e| format!("cannot load the vocabulary of {}: {e}", path.display()))?;
+        Ok(Tokenizer(Arc::new(model)))
+    }
+}
+
+impl crate::context::TokenCount for Tokenizer {
+    fn count(&self, text: &str) -> usize {
+        // As the prompt builder tokenizes user text: no BOS, no specials.
+        self.0.vocab().tokenize(text.as_bytes(), false, false).len()
+    }
+}
+
 /// Per-request generation parameters.
 #[derive(Debug, Clone)]
 pub struct GenParams {
@@ -146,6 +179,10 @@ pub(crate) enum Msg {
 
 pub(crate) struct Job {
     key: String,
+    /// How many times a request for another document took the engine
+    /// from this job mid-prefill (it then waits in the actor's queue; its
+    /// evaluated chunks stay in its KV slot).
+    preempted: u32,
     input: PromptInput,
     params: GenParams,
     cancel: CancelToken,
@@ -205,11 +242,15 @@ pub struct InferenceHandle {
     /// Messages sent but not yet taken by the actor: lets a warm-up notice
     /// that real work is waiting without touching the channel.
     pending: Arc<AtomicUsize>,
+    /// Completions sent but not yet taken from the channel by the actor: a
+    /// running prefill yields to them (see `actor.rs`, preemption).
+    arrived: Arc<AtomicUsize>,
     /// The newest job per document, so a newer request can cancel it — or
     /// join it, when the user typed what it has already generated.
     latest: Mutex<HashMap<String, InFlight>>,
     pub info: EngineInfo,
     pub stats: Arc<Stats>,
+    pub tokenizer: Tokenizer,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -224,22 +265,28 @@ impl InferenceHandle {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
+        let arrived = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(Stats::default());
         let thread = std::thread::Builder::new()
             .name("slm-ls-inference".into())
             .spawn({
-                let pending = pending.clone();
+                let counters = actor::Counters {
+                    pending: pending.clone(),
+                    arrived: arrived.clone(),
+                };
                 let stats = stats.clone();
-                move || actor::run(settings, rx, pending, stats, progress, ready_tx)
+                move || actor::run(settings, rx, counters, stats, progress, ready_tx)
             })
             .map_err(|e| format!("cannot start the inference thread: {e}"))?;
         match ready_rx.recv() {
-            Ok(Ok(info)) => Ok(InferenceHandle {
+            Ok(Ok((info, tokenizer))) => Ok(InferenceHandle {
                 tx: Mutex::new(tx),
                 pending,
+                arrived,
                 latest: Mutex::new(HashMap::new()),
                 info,
                 stats,
+                tokenizer,
                 thread: Some(thread),
             }),
             Ok(Err(e)) => {
@@ -334,6 +381,7 @@ impl InferenceHandle {
         }
         let job = Job {
             key: key.to_string(),
+            preempted: 0,
             input,
             params,
             cancel: cancel.clone(),
@@ -341,6 +389,9 @@ impl InferenceHandle {
             submitted: std::time::Instant::now(),
         };
         self.pending.fetch_add(1, Ordering::SeqCst);
+        if !warm {
+            self.arrived.fetch_add(1, Ordering::SeqCst);
+        }
         let msg = if warm {
             Msg::Warm(job)
         } else {
@@ -348,6 +399,9 @@ impl InferenceHandle {
         };
         if self.tx.lock().unwrap().send(msg).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
+            if !warm {
+                self.arrived.fetch_sub(1, Ordering::SeqCst);
+            }
             listeners.send(Event::Failed("the inference thread has stopped".into()));
         }
         Hold {

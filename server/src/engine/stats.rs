@@ -20,6 +20,8 @@ pub struct Stats {
     pub typed_ahead_hits: AtomicU64,
     /// Requests that joined a running generation instead of restarting it.
     pub joined_inflight: AtomicU64,
+    /// Prefills that gave way to a newer request for another document.
+    pub preempted: AtomicU64,
     pub shown: AtomicU64,
     pub accepted: AtomicU64,
     /// End-to-end engine latency of finished completions, ms. Bounded: the
@@ -45,6 +47,7 @@ pub struct StatsReport {
     pub tokens_per_second: f64,
     pub typed_ahead_hits: u64,
     pub joined_inflight: u64,
+    pub preempted: u64,
     pub shown: u64,
     pub accepted: u64,
     pub latency_ms_p50: f64,
@@ -89,6 +92,7 @@ impl Stats {
             },
             typed_ahead_hits: self.typed_ahead_hits.load(Relaxed),
             joined_inflight: self.joined_inflight.load(Relaxed),
+            preempted: self.preempted.load(Relaxed),
             shown: self.shown.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
             latency_ms_p50: percentile(&l, 0.50),

@@ -146,3 +146,76 @@ fn user_text_never_becomes_control_tokens() {
         assert_eq!(specials, plain, "{name}");
     }
 }
+
+/// Token budgets are measured with the model's own vocabulary: dense code
+/// (~1.5 chars per token) and sparse code both end up within budget, and
+/// sparse code keeps its first window (no re-cut).
+#[test]
+fn context_windows_stay_within_their_token_budgets() {
+    use crate::config::ContextConfig;
+    use crate::context::{self, TokenCount};
+    use crate::document::Document;
+
+    let dir = std::env::var_os("SLM_LS_VOCAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/vocabs"));
+    let tok = super::Tokenizer::from_vocab_file(&dir.join("ggml-vocab-qwen2.gguf"))
+        .expect("run tests/fetch-vocabs.sh");
+    let cfg = ContextConfig {
+        prefix_tokens: 256,
+        suffix_tokens: 64,
+        extra_tokens: 64,
+        ..ContextConfig::default()
+    };
+    let dense: String = (0..2000)
+        .map(|i| format!("a{}=b[{}]+c{};d=e*f;\n", i % 10, i % 7, i % 3))
+        .collect();
+    let sparse: String = (0..2000)
+        .map(|i| {
+            let field = ["weight", "height", "length", "volume"][i % 4];
+            format!("    total_{field} = total_{field} + item.{field}  # add the {field}\n")
+        })
+        .collect();
+    for (name, text) in [("dense", dense), ("sparse", sparse)] {
+        let doc = Document::with_path(&text, 0, "", "a.py");
+        let cursor = text.chars().count() / 2;
+        let c = context::build_with(
+            &doc,
+            cursor,
+            &cfg,
+            "a.py",
+            true,
+            context::Head::Search(&[]),
+            &tok,
+        );
+        let (p, s) = (tok.count(&c.input.prefix), tok.count(&c.input.suffix));
+        let estimated = context::build_with(
+            &doc,
+            cursor,
+            &cfg,
+            "a.py",
+            true,
+            context::Head::Search(&[]),
+            &context::Estimate,
+        );
+        eprintln!(
+            "{name}: prefix {p} tokens ({} chars; estimate alone: {} tokens), suffix {s} tokens",
+            c.input.prefix.len(),
+            tok.count(&estimated.input.prefix)
+        );
+        assert!(p <= 256, "{name}: prefix {p} tokens > 256");
+        assert!(s <= 64, "{name}: suffix {s} tokens > 64");
+        if name == "dense" {
+            assert!(p >= 256 / 2, "{name}: the budget is used ({p} tokens)");
+            assert!(
+                tok.count(&estimated.input.prefix) > 256,
+                "the chars-per-token guess alone overshoots on dense code"
+            );
+        } else {
+            assert_eq!(
+                c.input.prefix, estimated.input.prefix,
+                "sparse code: no re-cut"
+            );
+        }
+    }
+}

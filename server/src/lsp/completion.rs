@@ -22,6 +22,7 @@ use super::progress;
 use super::state::State;
 use super::{proto, remote_completion};
 use crate::complete::{self, Completion};
+use crate::context::Head;
 use crate::document::{Document, Snapshot};
 
 pub const CMD_ACCEPTED: &str = "slm-ls.accepted";
@@ -87,8 +88,24 @@ async fn suggest(
         Err(msg) => return Err(request_failed(msg)),
     };
     let (path, _) = state.paths(&snap.uri);
-    let others = state.other_docs(&snap.uri, &[]);
-    let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, &others);
+    // Keep the prompt head while the user types near the same place.
+    let line = snap
+        .doc
+        .rope
+        .char_to_line(cursor.min(snap.doc.rope.len_chars()));
+    let kept = state.heads.kept(&snap.uri, line);
+    let others;
+    let head = match &kept {
+        Some(k) => Head::Keep(k),
+        None => {
+            others = state.other_docs(&snap.uri, &[]);
+            Head::Search(&others)
+        }
+    };
+    let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, head, &engine.tokenizer);
+    if prep.ctx.skip.is_none() {
+        state.heads.remember(&snap.uri, line, &prep, kept.is_none());
+    }
     if let Some(hit) = state
         .typed_ahead
         .get(prep.key)

@@ -21,6 +21,7 @@ use super::proto;
 use super::state::{self, EngineState, State};
 use crate::complete;
 use crate::config::Config;
+use crate::context::Head;
 use crate::engine::{EngineSettings, InferenceHandle};
 
 fn invalid_params(msg: impl Into<String>) -> Error {
@@ -78,6 +79,7 @@ pub fn did_close(state: &State, p: lsp::DidCloseTextDocumentParams) {
         .unwrap_or(0);
     state.docs.close(uri);
     state.acceptance.forget(uri);
+    state.heads.forget(uri);
     if let Ok(engine) = state.engine() {
         engine.forget(uri);
     }
@@ -304,6 +306,22 @@ pub fn warm(state: &State, uri: &str, cursor: Option<usize>) {
     });
     let (path, _) = state.paths(uri);
     let others = state.other_docs(uri, &[]);
-    let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, &others);
+    // An idle pause is where the prompt head is searched afresh (see
+    // `complete::PromptHeads`): this warm-up prefills it.
+    let prep = complete::prepare_with(
+        &snap.doc,
+        cursor,
+        &config,
+        &path,
+        Head::Search(&others),
+        &engine.tokenizer,
+    );
+    if prep.ctx.skip.is_none() {
+        let line = snap
+            .doc
+            .rope
+            .char_to_line(cursor.min(snap.doc.rope.len_chars()));
+        state.heads.remember(uri, line, &prep, true);
+    }
     engine.warm(uri, prep.ctx.input);
 }

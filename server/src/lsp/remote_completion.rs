@@ -38,7 +38,15 @@ pub async fn suggest(
     // Cross-file snippets as for the local engine, but never from a file
     // the user's `remote.neverSend` keeps on this machine.
     let others = state.other_docs(&snap.uri, &config.remote.never_send);
-    let prep = complete::prepare_with(&snap.doc, cursor, config, &path, &others);
+    let prep = complete::prepare_with(
+        &snap.doc,
+        cursor,
+        config,
+        &path,
+        crate::context::Head::Search(&others),
+        // The server's tokenizer is not ours: budgets stay estimates.
+        &crate::context::Estimate,
+    );
     if config.completion.typed_ahead {
         if let Some(hit) = state.typed_ahead.get(prep.key) {
             return Ok(Some(hit));

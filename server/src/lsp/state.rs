@@ -117,6 +117,8 @@ pub struct State {
     /// overwrite a newer one's result.
     pub engine_generation: std::sync::atomic::AtomicU64,
     pub typed_ahead: TypedAhead,
+    /// The prompt head each document's requests keep while the user types.
+    pub heads: crate::complete::PromptHeads,
     /// Shown suggestions, to notice from later edits that one was accepted.
     pub acceptance: Acceptance,
     pub root_uri: RwLock<Option<String>>,
@@ -142,6 +144,7 @@ impl State {
             edits: tokio::sync::watch::Sender::new(0),
             engine_generation: Default::default(),
             typed_ahead: TypedAhead::default(),
+            heads: Default::default(),
             acceptance: Acceptance::default(),
             root_uri: RwLock::new(None),
             client_progress: AtomicBool::new(false),
