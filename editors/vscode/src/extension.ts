@@ -2,6 +2,7 @@
 // `textDocument/inlineCompletion` answers as ghost text (a standard feature of
 // vscode-languageclient 10, LSP 3.18). This file is the VS Code glue; the logic lives in
 // settings.ts, serverPath.ts, status.ts and explain.ts (unit- and integration-tested in Node).
+import { spawn } from 'child_process';
 import * as os from 'os';
 import * as vscode from 'vscode';
 import {
@@ -9,16 +10,20 @@ import {
   DidChangeConfigurationNotification,
   LanguageClient,
   LanguageClientOptions,
+  MessageType,
   RevealOutputChannelOn,
   ServerOptions,
+  ShowMessageNotification,
+  ShowMessageParams,
   State,
   WorkDoneProgress,
 } from 'vscode-languageclient/node';
 
 import { ExplainRpc, runExplain } from './explain';
+import { DOWNLOAD_MODEL, lastLine, offersModelFetch, rewriteFetchAdvice } from './modelFetch';
 import { StatsRequest } from './protocol';
 import { fixBundledPermissions, resolveServer, ServerNotFound } from './serverPath';
-import { buildServerSettings, SECTION } from './settings';
+import { buildServerSettings, cancelsSlowInlineSuggestions, QUICK_SUGGEST_INLINE_WAIT_MS, SECTION } from './settings';
 import { initialStatus, isTransient, render, statsMarkdown, StatusModel, withLatency, withStats } from './status';
 
 let client: LanguageClient | undefined;
@@ -28,6 +33,10 @@ let status: StatusModel = initialStatus();
 let pollTimer: NodeJS.Timeout | undefined;
 let enabled = true;
 let extensionPath = '';
+/** The server binary in use (for `models fetch`), once found. */
+let serverCommand: string | undefined;
+let fetching: Promise<void> | undefined;
+let toldAboutQuickSuggestions = false;
 
 function cfg(): vscode.WorkspaceConfiguration {
   return vscode.workspace.getConfiguration(SECTION);
@@ -54,6 +63,9 @@ function serverSettings(): Record<string, unknown> {
 
 function setStatus(next: StatusModel): void {
   status = { ...next, enabled };
+  if (status.error && offersModelFetch(status.error)) {
+    status.error = rewriteFetchAdvice(status.error, serverCommand);
+  }
   const r = render(status);
   statusItem.text = r.text;
   statusItem.tooltip = r.tooltip;
@@ -242,6 +254,9 @@ function sendSettings(): void {
 
 async function showMenu(): Promise<void> {
   const items: (vscode.QuickPickItem & { run: () => unknown })[] = [
+    ...(status.state === 'error' && status.error && /Download Model/.test(status.error)
+      ? [{ label: '$(cloud-download) Download the default model', run: downloadModel }]
+      : []),
     { label: enabled ? '$(circle-slash) Turn completions off' : '$(check) Turn completions on', run: toggle },
     { label: '$(graph) Show stats', run: showStats },
     { label: '$(output) Open log', run: () => output.show(true) },
@@ -265,6 +280,7 @@ async function startClient(): Promise<void> {
       home: os.homedir(),
     });
     command = r.command;
+    serverCommand = command;
     output.appendLine(`slm-ls: using ${r.command} (${r.source})`);
   } catch (e) {
     const msg = e instanceof ServerNotFound ? e.message : String(e);
@@ -291,8 +307,8 @@ async function startClient(): Promise<void> {
     // The client's default (Error) pops up "Request textDocument/inlineCompletion failed." with
     // "Go to output" for every failed request: a notification per keystroke while the model
     // loads or when there is none. Failures stay in the log; the status bar item shows the
-    // state, and the server's own window/showMessage (e.g. "the model did not load ... run
-    // `slm-ls models fetch`") is still shown once.
+    // state, and the server's own window/showMessage (e.g. "the model did not load", with a
+    // "Download Model" button: see showServerMessage) is still shown once.
     revealOutputChannelOn: RevealOutputChannelOn.Never,
     middleware: {
       provideInlineCompletionItems: async (document, position, context, token, next) => {
@@ -305,8 +321,10 @@ async function startClient(): Promise<void> {
           result = await next(document, position, context, token);
         } catch {
           // Already logged by the client; an inline suggestion that cannot be had is no suggestion.
+          noteSlowCancel(document, token, Date.now() - t0);
           return null;
         }
+        noteSlowCancel(document, token, Date.now() - t0);
         if (!token.isCancellationRequested && result) {
           setStatus(withLatency(status, Date.now() - t0));
         }
@@ -324,6 +342,8 @@ async function startClient(): Promise<void> {
     },
   };
   client = new LanguageClient('slm-ls', 'slm-ls', serverOptions, clientOptions);
+  // Registered before start, so it replaces the client's own window/showMessage handler.
+  client.onNotification(ShowMessageNotification.type, (m) => void showServerMessage(m));
   // The server also offers `textDocument/completion` (for editors without inline completion,
   // e.g. Helix). In VS Code it must not be registered, found by the code-server end-to-end test:
   // - the suggest widget showed the ghost text's text again, and took Tab and Escape;
@@ -364,6 +384,106 @@ async function restart(): Promise<void> {
   await startClient();
 }
 
+/**
+ * The server's window/showMessage, shown as the client would, except that "the model did not
+ * load ... run `slm-ls models fetch`" gets a button that does it (no `slm-ls` on PATH needed).
+ */
+async function showServerMessage(m: ShowMessageParams): Promise<void> {
+  if (offersModelFetch(m.message)) {
+    const choice = await vscode.window.showErrorMessage(rewriteFetchAdvice(m.message, serverCommand), DOWNLOAD_MODEL, 'Set Model Path');
+    if (choice === DOWNLOAD_MODEL) {
+      await downloadModel();
+    } else if (choice === 'Set Model Path') {
+      void vscode.commands.executeCommand('workbench.action.openSettings', `${SECTION}.model.path`);
+    }
+    return;
+  }
+  switch (m.type) {
+    case MessageType.Error:
+      void vscode.window.showErrorMessage(m.message);
+      break;
+    case MessageType.Warning:
+      void vscode.window.showWarningMessage(m.message);
+      break;
+    default:
+      void vscode.window.showInformationMessage(m.message);
+  }
+}
+
+/**
+ * `<server binary> models fetch` (the default model) with a progress notification and the
+ * binary's output in the log; then the server restarts and loads it.
+ */
+function downloadModel(): Promise<void> {
+  fetching ??= doDownloadModel().finally(() => (fetching = undefined));
+  return fetching;
+}
+
+async function doDownloadModel(): Promise<void> {
+  const command = serverCommand;
+  if (!command) {
+    void vscode.window.showErrorMessage('slm-ls: the server binary was not found, so the model cannot be downloaded.');
+    return;
+  }
+  output.appendLine(`slm-ls: running ${command} models fetch`);
+  const result = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: 'slm-ls: downloading the default model', cancellable: true },
+    (progress, token) =>
+      new Promise<{ code: number | null; err: string }>((resolve) => {
+        let err = '';
+        const child = spawn(command, ['models', 'fetch'], { env: { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        const onData = (d: Buffer): void => {
+          const text = d.toString();
+          err += text;
+          output.append(text);
+          const line = lastLine(text);
+          if (line) {
+            progress.report({ message: line });
+          }
+        };
+        child.stdout.on('data', onData);
+        child.stderr.on('data', onData);
+        token.onCancellationRequested(() => child.kill());
+        child.on('error', (e) => resolve({ code: -1, err: `${err}\n${String(e)}` }));
+        child.on('close', (code) => resolve({ code: token.isCancellationRequested ? null : code, err }));
+      }),
+  );
+  if (result.code === null) {
+    output.appendLine('slm-ls: model download cancelled');
+    return;
+  }
+  if (result.code !== 0) {
+    const choice = await vscode.window.showErrorMessage(`slm-ls: the model download failed: ${lastLine(result.err)}`, 'Open Log');
+    if (choice === 'Open Log') {
+      output.show(true);
+    }
+    return;
+  }
+  output.appendLine('slm-ls: model downloaded; restarting the server');
+  void vscode.window.setStatusBarMessage('slm-ls: model downloaded, loading it', 5000);
+  await restart();
+}
+
+/**
+ * A suggestion VS Code cancelled at its quick-suggest wait (750 ms) while the user keeps
+ * "offWhenInlineCompletions" (set explicitly: the extension's default is "on"): said once in the
+ * log, since it is why no ghost text shows.
+ */
+function noteSlowCancel(document: vscode.TextDocument, token: vscode.CancellationToken, ms: number): void {
+  if (toldAboutQuickSuggestions || !token.isCancellationRequested || ms < QUICK_SUGGEST_INLINE_WAIT_MS - 50) {
+    return;
+  }
+  const qs = vscode.workspace.getConfiguration('editor', document).get('quickSuggestions');
+  if (cancelsSlowInlineSuggestions(qs)) {
+    toldAboutQuickSuggestions = true;
+    output.warn(
+      `A suggestion was cancelled after ${ms} ms. Your "editor.quickSuggestions" setting is "offWhenInlineCompletions", ` +
+        `with which VS Code cancels every inline suggestion slower than ${QUICK_SUGGEST_INLINE_WAIT_MS} ms. Set its "other" ` +
+        'to "on" (the slm-ls default) to see slower suggestions, or make them faster (slm-ls.completion.maxTokens).',
+    );
+  }
+}
+
 class ExplainCodeActions implements vscode.CodeActionProvider {
   static readonly kinds = [vscode.CodeActionKind.QuickFix];
   provideCodeActions(_doc: vscode.TextDocument, range: vscode.Range | vscode.Selection): vscode.CodeAction[] {
@@ -396,6 +516,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand('slm-ls.showMenu', showMenu),
     vscode.commands.registerCommand('slm-ls.openLog', () => output.show(true)),
     vscode.commands.registerCommand('slm-ls.restart', restart),
+    vscode.commands.registerCommand('slm-ls.downloadModel', downloadModel),
     vscode.languages.registerCodeActionsProvider({ scheme: 'file' }, new ExplainCodeActions(), {
       providedCodeActionKinds: ExplainCodeActions.kinds,
     }),

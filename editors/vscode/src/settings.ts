@@ -188,3 +188,43 @@ export function configurationProperties(): Record<string, Record<string, unknown
   };
   return props;
 }
+
+/**
+ * VS Code's `editor.quickSuggestions` as slm-ls needs it, contributed as a *default*
+ * (`contributes.configurationDefaults`, written by scripts/gen-config.js): a value the user set
+ * (user, workspace or language settings) still wins, key by key.
+ *
+ * Why: VS Code's own default (1.139) is `{ other: "offWhenInlineCompletions", comments: "off",
+ * strings: "off" }`. With "offWhenInlineCompletions", after each keystroke the suggest model
+ * (`SuggestModel._waitForInlineCompletionsAndTrigger` in VS Code) waits for the inline
+ * completion being fetched; at 750 ms it calls `stop("automatic")` on the inline completions
+ * model, which cancels the request, and opens the suggest widget instead. A local model that
+ * needs longer than 750 ms (the default model on a 2-core machine: 0.8-1.1 s) then never shows
+ * ghost text. "on" (VS Code's default before "offWhenInlineCompletions") triggers the suggest
+ * widget at once and leaves the inline request alone. VS Code merges no object keys here (the
+ * setting's schema is `anyOf`), so all three keys are given; comments and strings stay "off".
+ */
+export const QUICK_SUGGESTIONS_DEFAULT = { other: 'on', comments: 'off', strings: 'off' } as const;
+
+/** VS Code's quick-suggest wait for inline completions before it cancels them, in ms. */
+export const QUICK_SUGGEST_INLINE_WAIT_MS = 750;
+
+/** `contributes.configurationDefaults` for package.json. */
+export function configurationDefaults(): Record<string, unknown> {
+  return { 'editor.quickSuggestions': { ...QUICK_SUGGESTIONS_DEFAULT } };
+}
+
+/**
+ * Whether an effective `editor.quickSuggestions` value (as VS Code returns it for a document)
+ * cancels inline suggestions slower than 750 ms in code (the `other` token type, where slm-ls
+ * suggests; comments and strings are off by default).
+ */
+export function cancelsSlowInlineSuggestions(value: unknown): boolean {
+  if (value === 'offWhenInlineCompletions') {
+    return true;
+  }
+  if (value !== null && typeof value === 'object') {
+    return (value as Record<string, unknown>)['other'] === 'offWhenInlineCompletions';
+  }
+  return false;
+}

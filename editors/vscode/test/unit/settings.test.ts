@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 
-import { buildServerSettings, configurationProperties, SETTINGS } from '../../src/settings';
+import { buildServerSettings, cancelsSlowInlineSuggestions, configurationDefaults, configurationProperties, SETTINGS } from '../../src/settings';
 
 const root = path.join(__dirname, '..', '..', '..');
 const repo = path.join(root, '..', '..');
@@ -92,4 +92,22 @@ test('the settings table matches the server settings structs', (t) => {
   assert.ok(server.length > 20, `parsed ${server.length} server options`);
   const ours = SETTINGS.filter((s) => !s.clientOnly).map((s) => s.key);
   assert.deepEqual([...server].sort(), [...ours].sort());
+});
+
+test('package.json defaults editor.quickSuggestions to "on" for code, complete (VS Code does not merge its keys)', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+  assert.deepEqual(pkg.contributes.configurationDefaults, configurationDefaults());
+  assert.deepEqual(pkg.contributes.configurationDefaults['editor.quickSuggestions'], { other: 'on', comments: 'off', strings: 'off' });
+  // Only that: no other editor default is changed behind the user's back.
+  assert.deepEqual(Object.keys(pkg.contributes.configurationDefaults), ['editor.quickSuggestions']);
+});
+
+test('which quickSuggestions values cancel suggestions slower than 750 ms in code', () => {
+  assert.equal(cancelsSlowInlineSuggestions({ other: 'offWhenInlineCompletions', comments: 'off', strings: 'off' }), true);
+  assert.equal(cancelsSlowInlineSuggestions('offWhenInlineCompletions'), true);
+  assert.equal(cancelsSlowInlineSuggestions({ other: 'on', comments: 'offWhenInlineCompletions' }), false);
+  assert.equal(cancelsSlowInlineSuggestions({ other: 'on' }), false);
+  assert.equal(cancelsSlowInlineSuggestions(true), false);
+  assert.equal(cancelsSlowInlineSuggestions(false), false);
+  assert.equal(cancelsSlowInlineSuggestions(undefined), false);
 });
