@@ -45,8 +45,12 @@ fn helix_capabilities() -> Value {
 }
 
 fn start() -> TestServer {
-    // What `[language-server.slm-ls.config]` in languages.toml sends.
-    start_with(json!({ "completion": { "maxTokens": 24 } }))
+    // Like `[language-server.slm-ls.config]` in languages.toml (fewer
+    // tokens, to keep the tests short), with a generous time budget: these
+    // tests are about the menu item, and on
+    // a loaded machine the default 3 s can cut a suggestion mid-expression
+    // (it is then not shown at all; `postprocess` fixtures cover that).
+    start_with(json!({ "completion": { "maxTokens": 24, "maxTimeMs": 20000 } }))
 }
 
 fn start_with(config: Value) -> TestServer {

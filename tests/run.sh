@@ -17,7 +17,11 @@ step_done "vocabularies"
 
 # Release profile: the same llama.cpp build as ./setup.sh (it is built once).
 echo "==> cargo test (release)"
-cargo test --release --locked --workspace
+# Test binaries run two tests at a time, each with its own server: one
+# llama.cpp thread per server keeps them from spinning against each other
+# on a 2-core machine (CPU contention made time budgets run out and
+# answers come back empty).
+SLM_LS_THREADS=1 cargo test --release --locked --workspace
 step_done "cargo test"
 
 for t_sh in editors/*/test.sh; do

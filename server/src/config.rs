@@ -197,6 +197,17 @@ impl Config {
         if self.model.threads > 0 {
             return self.model.threads as i32;
         }
+        // Several servers on one machine (two editor windows, a test suite)
+        // each spinning a thread per core slow each other down many times
+        // over (llama.cpp threads spin at barriers): let the environment
+        // say how many to use.
+        if let Some(n) = std::env::var("SLM_LS_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            .filter(|n| *n > 0)
+        {
+            return n;
+        }
         std::thread::available_parallelism()
             .map(|n| n.get() as i32)
             .unwrap_or(2)

@@ -25,6 +25,8 @@ USAGE:
 ENVIRONMENT:
     SLM_LS_MODEL   path to a GGUF model (overridden by --model and model.path)
     SLM_LS_HOME    where fetched models live (default ~/.local/share/slm-ls)
+    SLM_LS_THREADS llama.cpp threads when model.threads is not set (default:
+                   all cores; lower it when several servers share the cores)
     RUST_LOG       log filter for stderr (default: warnings and errors; info too
                    when the editor asks for a trace)
 ";
