@@ -405,6 +405,18 @@ pub async fn serve_stdio(cli: CliOverrides) -> i32 {
         },
         signal = lifetime::signal() => signal,
     };
+    // tower-lsp's `serve` returns as soon as our input pipe closes, which
+    // can win the race against the reader that closed it: ask the reader
+    // why (end of input is a clean end, `exit` without `shutdown` is not).
+    let served = end == End::Served;
+    let end = match end {
+        End::Served => match tokio::time::timeout(Duration::from_millis(100), &mut input).await {
+            Ok(Ok(super::framing::InputEnd::Exit)) => End::Exit,
+            Ok(_) => End::Eof,
+            Err(_) => End::Served,
+        },
+        other => other,
+    };
     tracing::debug!(?end, "the session ends");
     let shutdown_received = session
         .get()
@@ -412,7 +424,7 @@ pub async fn serve_stdio(cli: CliOverrides) -> i32 {
     if let Some(state) = session.get() {
         state.cancel_engine_work();
     }
-    if end != End::Served {
+    if !served {
         // Let tower-lsp answer what the cancellation ended, briefly.
         let _ = tokio::time::timeout(lifetime::GRACE, &mut serve).await;
     }
