@@ -184,6 +184,9 @@ struct Engine<'m> {
     stats: Arc<Stats>,
     pending: Arc<AtomicUsize>,
     arrived: Arc<AtomicUsize>,
+    /// Other slm-ls servers on this machine and this one take turns per
+    /// `decode` (see `turns.rs`).
+    turns: Option<super::turns::Turns>,
 }
 
 pub(crate) fn run(
@@ -301,6 +304,7 @@ pub(crate) fn run(
         stats,
         pending: counters.pending,
         arrived: counters.arrived,
+        turns: super::turns::Turns::open(),
     };
     let tokenizer = super::Tokenizer::new(model.clone());
     if ready.send(Ok((info, tokenizer))).is_err() {
@@ -533,7 +537,10 @@ impl Engine<'_> {
                     .add(LlamaToken(t), pos as i32, &[seq], pos + 1 == prompt.len())
                     .map_err(|e| format!("batch: {e}"))?;
             }
-            if let Err(e) = self.ctx.decode(&mut self.batch) {
+            let turn = self.turns.as_ref().map(|t| t.take());
+            let decoded = self.ctx.decode(&mut self.batch);
+            drop(turn);
+            if let Err(e) = decoded {
                 self.reset_slot(seq, slot_idx);
                 return Err(format!("llama.cpp decode failed during prefill: {e}"));
             }
@@ -631,7 +638,10 @@ impl Engine<'_> {
                     .add(LlamaToken(*d), (n_past + 1 + i) as i32, &[seq], true)
                     .map_err(|e| format!("batch: {e}"))?;
             }
-            if let Err(e) = self.ctx.decode(&mut self.batch) {
+            let turn = self.turns.as_ref().map(|t| t.take());
+            let decoded = self.ctx.decode(&mut self.batch);
+            drop(turn);
+            if let Err(e) = decoded {
                 self.reset_slot(seq, slot_idx);
                 return Err(format!("llama.cpp decode failed during generation: {e}"));
             }

@@ -21,6 +21,7 @@ pub mod reuse;
 pub mod speculate;
 pub mod stats;
 pub mod stop;
+mod turns;
 #[cfg(test)]
 mod vocab_tests;
 
