@@ -21,7 +21,9 @@
 //!
 //! Run: `cargo bench --bench replay` (env: REPLAY_FILES=N files per
 //! language, REPLAY_INTERVAL_MS=typing interval, default 150;
-//! REPLAY_RUNS=editor,on,nospec,off,cancel picks the runs, default all).
+//! REPLAY_RUNS=editor,on,nospec,off,cancel picks the runs, default all;
+//! REPLAY_THREADS=N sets model.threads; for the contention rows run it
+//! beside `benches/busy_core.sh`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -162,8 +164,13 @@ fn run(
     interval: Option<Duration>,
     max_keys: usize,
 ) -> Run {
+    // REPLAY_THREADS: model.threads (0 = the default, all cores).
+    let threads: u32 = std::env::var("REPLAY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut s = TestServer::start(json!({
-        "model": { "cacheReuse": reuse },
+        "model": { "cacheReuse": reuse, "threads": threads },
         "completion": { "typedAhead": typed_ahead, "draftTokens": draft }
     }));
     s.wait_ready();
