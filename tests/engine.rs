@@ -209,3 +209,63 @@ fn typing_what_the_running_generation_produced_joins_it() {
         "joining must not cancel the running job"
     );
 }
+
+/// Fill-in-the-middle: each keystroke (and backspace) changes the end of
+/// the prefix, and the suffix follows it in the prompt. Reusing the cached
+/// suffix moved into place (llama-server's chunk reuse) kept keys computed
+/// before the edit, and the model answered as if it had not happened (11
+/// of 12 answers were the one from before typing). Edits at the cursor are
+/// evaluated exactly: the answers are those of a cold prompt (up to the
+/// float noise of a different batch shape, as for prefix reuse).
+#[test]
+fn editing_at_the_cursor_answers_like_a_cold_prompt() {
+    let src = source();
+    let warm = engine(|_| {});
+    let cold = engine(|c| c.model.cache_reuse = false);
+    let text: String = src.chars().take(1300).collect();
+    let cut = text[..800].rfind('\n').unwrap() + 1;
+    let (mut prefix, suffix) = (text[..cut].to_string(), text[cut..].to_string());
+    let fim = |prefix: &str| PromptInput {
+        suffix: suffix.clone(),
+        ..input(prefix)
+    };
+    let answer = |e: &InferenceHandle, prefix: &str| {
+        let mut s = e.complete("doc", fim(prefix), params(6, 0));
+        loop {
+            match s.events.blocking_recv().expect("engine answers") {
+                Event::Done(o) => return o,
+                Event::Delta(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    answer(&warm, &prefix);
+    let mut pairs = Vec::new();
+    // Type, then take some of it back.
+    for key in "Example: wrap(".chars().map(Some).chain([None, None, None]) {
+        match key {
+            Some(ch) => prefix.push(ch),
+            None => {
+                prefix.pop();
+            }
+        }
+        let w = answer(&warm, &prefix);
+        let c = answer(&cold, &prefix);
+        assert!(
+            w.reused_tokens > 100,
+            "the prompt before the cursor stays cached ({} reused)",
+            w.reused_tokens
+        );
+        if key.is_none() {
+            // The suffix (a few hundred chars) is evaluated again, not moved
+            // one position back with keys that still saw the deleted char.
+            assert!(
+                w.evaluated_tokens > 50,
+                "a backspace re-evaluated only {} tokens: the suffix was reused stale",
+                w.evaluated_tokens
+            );
+        }
+        pairs.push((w.text, c.text));
+    }
+    assert_same_up_to_float_noise(&pairs, "editing at the cursor");
+}

@@ -513,7 +513,8 @@ impl Engine<'_> {
         // 1. Reuse what the slot holds.
         let min_chunk = self.settings.cache_reuse_min_chunk as usize;
         let plan = if self.settings.cache_reuse {
-            reuse::plan(&self.slots[slot_idx].tokens, &prompt, min_chunk)
+            let exact_from = self.format.exact_from(&prompt);
+            reuse::plan(&self.slots[slot_idx].tokens, &prompt, min_chunk, exact_from)
         } else {
             reuse::ReusePlan::default()
         };

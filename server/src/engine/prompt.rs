@@ -65,6 +65,11 @@ pub struct Snippet {
     pub text: String,
 }
 
+/// A reused chunk may start this many tokens before the cursor at the
+/// latest: an edit closer to the cursor than this is evaluated again, with
+/// all that follows it (see `reuse::plan`).
+pub const STALE_MARGIN: usize = 64;
+
 /// The families we know how to prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FimFamily {
@@ -220,6 +225,29 @@ impl FimFormat {
 
     pub fn is_fim(&self) -> bool {
         self.family != FimFamily::None
+    }
+
+    /// Where in `prompt` (built by [`Self::build`]) reuse must be exact:
+    /// [`STALE_MARGIN`] tokens before the cursor, which is where the prefix
+    /// ends (before the suffix marker in the PSM layout, at the end of the
+    /// prompt in the others). See `reuse::plan`.
+    pub fn exact_from(&self, prompt: &[i32]) -> usize {
+        let cursor = match self.family {
+            FimFamily::StarCoder
+            | FimFamily::Qwen
+            | FimFamily::CodeGemma
+            | FimFamily::Generic
+            | FimFamily::DeepSeek
+                if !self.line_in_middle =>
+            {
+                prompt
+                    .iter()
+                    .rposition(|&t| t == self.markers[1])
+                    .unwrap_or(prompt.len())
+            }
+            _ => prompt.len(),
+        };
+        cursor.saturating_sub(STALE_MARGIN)
     }
 
     /// Assemble the prompt tokens. `prefix` and `suffix` token budgets are
