@@ -377,8 +377,11 @@ fn run(
     // Greedy decoding: the answer does not depend on the time budget, only
     // on maxTokens (the budget is generous so a loaded machine scores the
     // same).
+    // BENCH_FIM_LINE_IN_MIDDLE=1: the typed part of the cursor's line after
+    // the middle marker (model.fimLineInMiddle), to compare the layouts.
+    let line_in_middle = std::env::var("BENCH_FIM_LINE_IN_MIDDLE").is_ok_and(|v| v == "1");
     let mut s = TestServer::start(json!({
-        "model": { "threads": threads },
+        "model": { "threads": threads, "fimLineInMiddle": line_in_middle },
         "completion": { "maxTokens": max_tokens, "typedAhead": false, "maxTimeMs": 60000 },
         "context": { "naive": naive, "prefixTokens": prefix_tokens, "extraTokens": prefix_tokens / 4 },
     }));
@@ -448,6 +451,12 @@ fn run(
         sc.es = edit_similarity(got_span.join("\n").trim_end(), &smp.expected);
         results.push((smp.lang.to_string(), smp.kind, sc, got));
     }
+    // The context's token budgets should keep the engine from ever cutting
+    // a prompt's head (a warning in the server's log).
+    println!(
+        "prompts whose head the engine had to cut (naive: {naive}): {}",
+        s.log_text().matches("cutting its head").count()
+    );
     assert!(s.shutdown().success());
     results
 }

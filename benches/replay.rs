@@ -169,8 +169,10 @@ fn run(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // BENCH_FIM_LINE_IN_MIDDLE=1: model.fimLineInMiddle (layout comparison).
+    let line_in_middle = std::env::var("BENCH_FIM_LINE_IN_MIDDLE").is_ok_and(|v| v == "1");
     let mut s = TestServer::start(json!({
-        "model": { "cacheReuse": reuse, "threads": threads },
+        "model": { "cacheReuse": reuse, "threads": threads, "fimLineInMiddle": line_in_middle },
         "completion": { "typedAhead": typed_ahead, "draftTokens": draft }
     }));
     s.wait_ready();

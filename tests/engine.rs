@@ -242,7 +242,7 @@ fn editing_at_the_cursor_answers_like_a_cold_prompt() {
     answer(&warm, &prefix);
     let mut pairs = Vec::new();
     // Type, then take some of it back.
-    for key in "Example: wrap(".chars().map(Some).chain([None, None, None]) {
+    for key in "wrap(".chars().map(Some).chain([None, None]) {
         match key {
             Some(ch) => prefix.push(ch),
             None => {

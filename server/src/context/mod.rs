@@ -201,7 +201,13 @@ pub fn build_with(
             start_char = (want.div_ceil(CHAR_STEP) * CHAR_STEP).min(cursor);
         }
         let prefix = format!("{}{}", win.header, rope.slice(start_char..cursor));
-        ((start_char, prefix.clone()), prefix)
+        // Measured without the cursor's line, like the window (see
+        // `window::prefix`): typing on a line must not move the start.
+        let above = match start_char < line_start {
+            true => format!("{}{}", win.header, rope.slice(start_char..line_start)),
+            false => prefix.clone(),
+        };
+        ((start_char, prefix), above)
     });
     let healed = heal(&prefix, &line_prefix, naive);
     prefix.truncate(prefix.len() - healed.len());

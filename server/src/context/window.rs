@@ -35,7 +35,6 @@ pub struct Window {
 pub fn prefix(doc: &Document, tree: Option<&Tree>, cursor: usize, budget: usize) -> Window {
     let rope = &doc.rope;
     let line = rope.char_to_line(cursor);
-    let line_start = rope.line_to_char(line);
     let reserve = if tree.is_some() {
         budget / HEADER_SHARE
     } else {
@@ -43,8 +42,12 @@ pub fn prefix(doc: &Document, tree: Option<&Tree>, cursor: usize, budget: usize)
     };
     let window_budget = budget - reserve;
 
+    // The cursor's line is not counted: the window start then depends on
+    // the lines above only, and stays put while the user types on a line
+    // (counting the typed text moved it every few words, and each move
+    // re-evaluated the whole prompt after the head).
     let mut start_line = line;
-    let mut chars = cursor - line_start;
+    let mut chars = 0;
     while start_line > 0 {
         let len = rope.line(start_line - 1).len_chars();
         if chars + len > window_budget {

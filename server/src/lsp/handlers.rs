@@ -305,23 +305,24 @@ pub fn warm(state: &State, uri: &str, cursor: Option<usize>) {
         snap.doc.rope.line_to_char(snap.doc.rope.char_to_line(c))
     });
     let (path, _) = state.paths(uri);
-    let others = state.other_docs(uri, &[]);
-    // An idle pause is where the prompt head is searched afresh (see
-    // `complete::PromptHeads`): this warm-up prefills it.
-    let prep = complete::prepare_with(
-        &snap.doc,
-        cursor,
-        &config,
-        &path,
-        Head::Search(&others),
-        &engine.tokenizer,
-    );
+    // An idle pause is where an old prompt head is searched afresh (see
+    // `complete::PromptHeads`): this warm-up then prefills it.
+    let line = snap
+        .doc
+        .rope
+        .char_to_line(cursor.min(snap.doc.rope.len_chars()));
+    let kept = state.heads.kept_at_pause(uri, line);
+    let others;
+    let head = match &kept {
+        Some(k) => Head::Keep(k),
+        None => {
+            others = state.other_docs(uri, &[]);
+            Head::Search(&others)
+        }
+    };
+    let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, head, &engine.tokenizer);
     if prep.ctx.skip.is_none() {
-        let line = snap
-            .doc
-            .rope
-            .char_to_line(cursor.min(snap.doc.rope.len_chars()));
-        state.heads.remember(uri, line, &prep, true);
+        state.heads.remember(uri, line, &prep, kept.is_none());
     }
     engine.warm(uri, prep.ctx.input);
 }
