@@ -333,3 +333,91 @@ fn corrupt_model_is_a_clear_error() {
         assert!(s.is_alive());
     }
 }
+
+fn completion_stats(s: &mut TestServer) -> Value {
+    s.request("slm-ls/stats", json!(null))["completion"].clone()
+}
+
+fn inline_at_end(s: &mut TestServer, uri: &str, text: &str) -> Value {
+    let line = text.matches('\n').count() as u32;
+    let col = text.rsplit('\n').next().unwrap().encode_utf16().count() as u32;
+    s.inline_completion(uri, line, col)
+}
+
+/// Budgets are in the model's tokens, counted, not guessed from characters:
+/// dense code (~1.5 chars per token) used to come out ~1.5x over budget.
+#[test]
+fn dense_code_stays_within_the_prompt_token_budget() {
+    common::model_path();
+    let mut s = TestServer::start(json!({
+        "context": { "prefixTokens": 200, "suffixTokens": 32, "extraTokens": 0 },
+        "completion": { "maxTokens": 4, "maxTimeMs": 20000 }
+    }));
+    s.wait_ready();
+    let text: String = (0..500)
+        .map(|i| format!("a{}=b[{}]+c{};d=e*f;\n", i % 10, i % 7, i % 3))
+        .collect();
+    let uri = "file:///work/src/dense.py";
+    s.open(uri, "python", &text);
+    let before = completion_stats(&mut s)["promptTokens"].as_u64().unwrap();
+    let r = inline_at_end(&mut s, uri, &text);
+    assert!(r.get("error").is_none(), "{r}");
+    let prompt = completion_stats(&mut s)["promptTokens"].as_u64().unwrap() - before;
+    // 200 prefix + 32 suffix tokens, and the format's few markers.
+    assert!(
+        prompt <= 200 + 32 + 8,
+        "prompt of {prompt} tokens for a 232-token budget"
+    );
+    assert!(prompt >= 100, "the budget is used: {prompt} tokens");
+    assert!(s.shutdown().success());
+}
+
+/// Typing on a line re-evaluates what follows the cursor (the suffix), never
+/// the prompt head (cross-file snippets, the window): the head is kept while
+/// the user types near one place, and the window start does not depend on
+/// the cursor's line.
+#[test]
+fn typing_on_a_line_keeps_the_prompt_head_cached() {
+    common::model_path();
+    let mut s = TestServer::start(json!({
+        "context": { "prefixTokens": 384, "suffixTokens": 64, "extraTokens": 128 },
+        "completion": { "maxTokens": 4, "maxTimeMs": 20000 }
+    }));
+    s.wait_ready();
+    let helpers = "def compute_total(items):\n    return sum(i.price * i.count for i in items)\n\n\ndef format_report(total, currency):\n    return f\"{total:.2f} {currency}\"\n\n\ndef apply_discount(total, rate):\n    return total * (1 - rate)\n";
+    s.open("file:///work/src/helpers.py", "python", helpers);
+    let mut text = String::from("from helpers import compute_total, format_report, apply_discount\n\n\ndef checkout(cart, currency):\n    \"\"\"Total the cart and print a report.\"\"\"\n    ");
+    let after = "\n    print(report)\n    return total\n";
+    let uri = "file:///work/src/shop.py";
+    s.open(uri, "python", &format!("{text}{after}"));
+    let r = inline_at_end(&mut s, uri, &text);
+    assert!(r.get("error").is_none(), "{r}");
+    let mut version = 2;
+    for ch in "total = compute_total(cart)".chars() {
+        let line = text.matches('\n').count() as u32;
+        let col = text.rsplit('\n').next().unwrap().len() as u32;
+        s.change(
+            uri,
+            version,
+            json!([{ "range": { "start": { "line": line, "character": col }, "end": { "line": line, "character": col } }, "text": ch.to_string() }]),
+        );
+        version += 1;
+        text.push(ch);
+        let before = completion_stats(&mut s);
+        let r = inline_at_end(&mut s, uri, &text);
+        assert!(r.get("error").is_none(), "{r}");
+        let now = completion_stats(&mut s);
+        let d = |k: &str| now[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+        if d("completed") == 0 {
+            continue; // answered from the typed-ahead cache
+        }
+        // The suffix (64 tokens at most) and the typed token or two.
+        assert!(
+            d("evaluatedTokens") <= 64 + 16,
+            "typing {ch:?} re-evaluated {} of {} prompt tokens",
+            d("evaluatedTokens"),
+            d("promptTokens")
+        );
+    }
+    assert!(s.shutdown().success());
+}
