@@ -274,6 +274,18 @@ fn run(
         r.typed_ahead += d("typedAheadHits");
     }
     r.head_cuts = s.log_text().matches("cutting its head").count();
+    // Resident memory of the server after the replay, vs the model file.
+    let rss_kb = std::fs::read_to_string(format!("/proc/{}/status", s.pid()))
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        });
+    if let Some(kb) = rss_kb {
+        let model_mb = std::fs::metadata(common::model_path()).map_or(0, |m| m.len() >> 20);
+        println!("server RSS after this run: {} MiB (model file {model_mb} MiB)", kb >> 10);
+    }
     s.shutdown();
     r
 }
