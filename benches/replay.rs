@@ -284,7 +284,10 @@ fn run(
         });
     if let Some(kb) = rss_kb {
         let model_mb = std::fs::metadata(common::model_path()).map_or(0, |m| m.len() >> 20);
-        println!("server RSS after this run: {} MiB (model file {model_mb} MiB)", kb >> 10);
+        println!(
+            "server RSS after this run: {} MiB (model file {model_mb} MiB)",
+            kb >> 10
+        );
     }
     s.shutdown();
     r
