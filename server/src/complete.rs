@@ -168,17 +168,10 @@ impl PromptHeads {
     /// The head to keep for a warm-up (an idle pause) on `line`: as
     /// [`Self::kept`], unless it is older than [`HEAD_REFRESH`].
     pub fn kept_at_pause(&self, uri: &str, line: usize) -> Option<Vec<crate::engine::Snippet>> {
-        let fresh = self
-            .kept
-            .lock()
-            .unwrap()
-            .get(uri)
-            .is_some_and(|k| k.searched.elapsed() < HEAD_REFRESH);
-        if fresh {
-            self.kept(uri, line)
-        } else {
-            None
-        }
+        let kept = self.kept.lock().unwrap();
+        let k = kept.get(uri)?;
+        (k.searched.elapsed() < HEAD_REFRESH && k.line.abs_diff(line) < HEAD_KEEP_LINES)
+            .then(|| k.snippets.clone())
     }
 
     /// Remember the head a prompt on `line` used. A kept head keeps its

@@ -59,7 +59,8 @@ impl TokenCount for Estimate {
 }
 
 /// Cut a window to a token budget: `cut(chars)` builds the window for a
-/// character budget, returning its text; the first guess is
+/// character budget, returning it and the text to count, which `fit`
+/// hands back with the window; the first guess is
 /// [`CHARS_PER_TOKEN`] per token, and while the real count is over budget
 /// the character budget shrinks by the measured ratio (with 5% room). A
 /// window within budget on the first try is kept as is, so sparse code
@@ -69,7 +70,7 @@ pub fn fit<T>(
     tokens: &dyn TokenCount,
     budget_tokens: usize,
     mut cut: impl FnMut(usize) -> (T, String),
-) -> T {
+) -> (T, String) {
     let mut chars = budget_tokens * CHARS_PER_TOKEN;
     let mut tries = 0;
     loop {
@@ -77,7 +78,7 @@ pub fn fit<T>(
         let n = tokens.count(&text);
         tries += 1;
         if n <= budget_tokens || chars == 0 || tries == 4 {
-            return window;
+            return (window, text);
         }
         let scaled = chars as f64 * budget_tokens as f64 / n as f64 * 0.95;
         chars = (scaled as usize).min(chars - 1);
@@ -192,7 +193,7 @@ pub fn build_with(
 
     // Prefix: a token-budgeted window (plus, with a tree, the imports and
     // enclosing headers it cut off).
-    let (start_char, mut prefix) = fit(tokens, cfg.prefix_tokens as usize, |budget| {
+    let ((start_char, mut prefix), _) = fit(tokens, cfg.prefix_tokens as usize, |budget| {
         let win = window::prefix(doc, tree.as_ref(), cursor, budget);
         let mut start_char = win.start_char;
         if cursor - start_char > budget {
@@ -221,7 +222,7 @@ pub fn build_with(
     };
 
     // Suffix: the rest of the line and following lines, within budget.
-    let suffix_end = fit(tokens, cfg.suffix_tokens as usize, |sbudget| {
+    let (suffix_end, suffix) = fit(tokens, cfg.suffix_tokens as usize, |sbudget| {
         let mut suffix_end = line_end;
         let mut l = line + 1;
         while l < rope.len_lines() {
@@ -239,7 +240,6 @@ pub fn build_with(
         let suffix_end = suffix_end.max(cursor).min(cursor + sbudget.max(1));
         (suffix_end, rope.slice(cursor..suffix_end).to_string())
     });
-    let suffix = rope.slice(cursor..suffix_end).to_string();
 
     let stop = when::stop_rules(&line_prefix, &line_suffix, &suffix, multiline);
     let skip = if naive {

@@ -179,25 +179,13 @@ fn context_windows_stay_within_their_token_budgets() {
     for (name, text) in [("dense", dense), ("sparse", sparse)] {
         let doc = Document::with_path(&text, 0, "", "a.py");
         let cursor = text.chars().count() / 2;
-        let c = context::build_with(
-            &doc,
-            cursor,
-            &cfg,
-            "a.py",
-            true,
-            context::Head::Search(&[]),
-            &tok,
-        );
+        let build = |counter: &dyn TokenCount| {
+            let head = context::Head::Search(&[]);
+            context::build_with(&doc, cursor, &cfg, "a.py", true, head, counter)
+        };
+        let c = build(&tok);
         let (p, s) = (tok.count(&c.input.prefix), tok.count(&c.input.suffix));
-        let estimated = context::build_with(
-            &doc,
-            cursor,
-            &cfg,
-            "a.py",
-            true,
-            context::Head::Search(&[]),
-            &context::Estimate,
-        );
+        let estimated = build(&context::Estimate);
         eprintln!(
             "{name}: prefix {p} tokens ({} chars; estimate alone: {} tokens), suffix {s} tokens",
             c.input.prefix.len(),
