@@ -2,13 +2,16 @@
 """Peer benchmark: llama.cpp's llama-server on the same machine, model and keystrokes.
 
 Replays the same cases as `benches/replay.rs` (same files, same removed span,
-typed back one character at a time) against llama-server the way llama.vim
-drives it: 256 lines of prefix, `cache_prompt: true`, server started with
-`--cache-reuse 256`, single-line stop. The default model (SmolLM2) has no FIM
-tokens, so `/infill` is not available; we send the same prefix to
-`/completion` (prefix continuation, as slm-ls does for this model).
-Each keystroke waits for its answer (like the "on" row of replay.rs, typed-ahead
-cache off), so the two are measured the same way.
+typed back one character at a time) against llama-server's `/infill` the way
+llama.vim drives it: `input_prefix` = up to 256 lines above the cursor line,
+`prompt` = the cursor line up to the cursor (llama-server puts it after the
+FIM middle token), `input_suffix` = the rest of the line and up to 64 lines
+below, `cache_prompt: true`, `n_predict` 128, `t_max_predict_ms` 1000, its
+samplers; the server started as llama.vim's README says (`--cache-reuse 256
+-ub 512 -b 1024`). Each keystroke waits for its answer (like the "on" row of
+replay.rs), so the two are measured the same way. llama.vim does not stream:
+there is no first-text time for the peer. With `--prefix-only` it sends the
+prefix to `/completion` instead (for models without FIM tokens).
 
 llama-server is not part of slm-ls and is not committed; build it from any
 llama.cpp checkout (the llama-cpp-python sdist on PyPI vendors one):
@@ -50,20 +53,34 @@ def make_case(name, text, min_chars=5000):
     return []
 
 
-def post(port, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=json.dumps(body).encode(),
+def post(port, path, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.loads(r.read())
 
 
-def request(port, text, cursor):
-    before = text[:cursor]
-    lines = before.split("\n")
-    prefix = "\n".join(lines[-257:])  # 256 lines above + the current line's prefix
+def request(port, text, cursor, prefix_only):
+    before, after = text[:cursor], text[cursor:]
+    above = before.split("\n")
+    line_prefix = above.pop()
+    below = after.split("\n")
     t = time.perf_counter()
-    r = post(port, {"prompt": prefix, "n_predict": 64, "cache_prompt": True, "stop": ["\n"],
-                    "temperature": 0, "top_k": 1, "samplers": ["top_k"], "t_max_predict_ms": 1500})
+    if prefix_only:
+        prefix = "\n".join(above[-256:] + [line_prefix])
+        r = post(port, "/completion", {"prompt": prefix, "n_predict": 64, "cache_prompt": True, "stop": ["\n"],
+                                       "temperature": 0, "top_k": 1, "samplers": ["top_k"], "t_max_predict_ms": 1500})
+    else:
+        # llama.vim's request (autoload/llama.vim, llama#fim), ring-buffer extras empty: one file.
+        r = post(port, "/infill", {
+            "input_prefix": "".join(l + "\n" for l in above[-256:]),
+            "prompt": line_prefix,
+            "input_suffix": "\n".join(below[:65]),
+            "input_extra": [],
+            "n_predict": 128, "stop": [], "n_indent": len(line_prefix) - len(line_prefix.lstrip(" \t")),
+            "top_k": 40, "top_p": 0.90, "samplers": ["top_k", "top_p", "infill"],
+            "stream": False, "cache_prompt": True, "t_max_prompt_ms": 500, "t_max_predict_ms": 1000,
+        })
     return (time.perf_counter() - t) * 1000, r
 
 
@@ -77,11 +94,12 @@ def main():
     ap.add_argument("--server", required=True)
     ap.add_argument("--model", default=subprocess.run(["target/release/slm-ls", "models", "path"], capture_output=True, text=True).stdout.strip())
     ap.add_argument("--files", type=int, default=2)
+    ap.add_argument("--prefix-only", action="store_true")
     a = ap.parse_args()
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
     threads = str(os.cpu_count() or 2)
     srv = subprocess.Popen([a.server, "-m", a.model, "--port", str(port), "-c", "8192", "-t", threads, "-tb", threads,
-                            "--cache-reuse", "256", "-np", "1", "--no-webui"],
+                            "--cache-reuse", "256", "-ub", "512", "-b", "1024", "-np", "1", "--no-webui"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
@@ -89,22 +107,23 @@ def main():
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1); break
             except Exception:
                 time.sleep(0.1)
-        cold, warm, cached = [], [], []
+        cold, warm, cached, evaluated = [], [], [], []
         for name, text, cursor, span in cases(a.files):
-            ms, r = request(port, text, cursor)
+            ms, r = request(port, text, cursor, a.prefix_only)
             cold.append(ms)
             for ch in span:
                 text = text[:cursor] + ch + text[cursor:]
                 cursor += 1
-                ms, r = request(port, text, cursor)
+                ms, r = request(port, text, cursor, a.prefix_only)
                 warm.append(ms)
                 t = r.get("timings", {})
                 cached.append((t.get("cache_n", 0), t.get("prompt_n", 0)))
+                evaluated.append(t.get("prompt_n", 0))
         reused = sum(c for c, _ in cached) / max(1, sum(c + n for c, n in cached))
         print(f"llama-server peer: {len(cold)} files, {len(warm)} keystrokes")
-        print("| peer         | cold p50 | warm p50 | warm p95 | reused |")
-        print("|--------------|---------:|---------:|---------:|-------:|")
-        print(f"| llama-server | {pct(cold, .5):8.0f} | {pct(warm, .5):8.0f} | {pct(warm, .95):8.0f} | {100 * reused:5.1f}% |")
+        print("| peer         | cold p50 | warm p50 | warm p95 | reused | evaluated/key p50 |")
+        print("|--------------|---------:|---------:|---------:|-------:|------------------:|")
+        print(f"| llama-server | {pct(cold, .5):8.0f} | {pct(warm, .5):8.0f} | {pct(warm, .95):8.0f} | {100 * reused:5.1f}% | {pct(evaluated, .5):17.0f} |")
     finally:
         srv.terminate(); srv.wait()
 

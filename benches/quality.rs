@@ -30,7 +30,8 @@
 //! default 40; QUALITY_SEED, default 7; QUALITY_MAX_TOKENS, default 48;
 //! QUALITY_LANGS, comma-separated subset; QUALITY_PREFIX_TOKENS, default
 //! 512, with a quarter of it for cross-file snippets; QUALITY_THREADS, model threads,
-//! default 0 = all cores; QUALITY_VERBOSE=1 prints every sample).
+//! default 0 = all cores; QUALITY_VERBOSE=1 prints every sample;
+//! QUALITY_NAIVE=0 skips the naive baseline; SLM_LS_MODEL picks another model).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -495,8 +496,16 @@ fn main() {
         prefix_tokens / 4
     );
     let t0 = Instant::now();
-    let naive = run(&samples, true, max_tokens, threads, prefix_tokens);
+    // QUALITY_NAIVE=0 skips the baseline (e.g. to score a slower model):
+    // its columns print as "—".
+    let with_naive = env("QUALITY_NAIVE", 1) != 0;
     let default = run(&samples, false, max_tokens, threads, prefix_tokens);
+    let naive = if with_naive {
+        run(&samples, true, max_tokens, threads, prefix_tokens)
+    } else {
+        let none = || (String::new(), Kind::Expr, Score::default(), String::new());
+        (0..samples.len()).map(|_| none()).collect()
+    };
     let verbose = std::env::var("QUALITY_VERBOSE").is_ok();
     if verbose {
         for (i, smp) in samples.iter().enumerate() {
@@ -557,6 +566,18 @@ fn main() {
     }
     let print = |name: &str, a: &Score, b: &Score| {
         let pct = |x: usize, n: usize| 100.0 * x as f64 / n.max(1) as f64;
+        if !with_naive {
+            println!(
+                "| {name} | {} | — | {:.1}% | — | — | {:.1}% | — | {:.3} | {} | — | {:.0} |",
+                b.n,
+                pct(b.exact, b.n),
+                pct(b.loose, b.n),
+                b.es / b.n.max(1) as f64,
+                b.empty,
+                b.ms / b.n.max(1) as f64,
+            );
+            return;
+        }
         let ratio = match (a.exact, b.exact) {
             (0, 0) => "=".to_string(),
             (0, _) => "∞".to_string(),

@@ -310,8 +310,7 @@ fn missing_model_is_a_clear_error_and_documents_still_sync() {
 
 #[test]
 fn corrupt_model_is_a_clear_error() {
-    let dir = std::env::temp_dir().join(format!("slm-ls-corrupt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("corrupt");
     let bad = dir.join("bad.gguf");
     std::fs::write(&bad, b"GGUF\x03\x00\x00\x00garbage-garbage-garbage").unwrap();
     let not_gguf = dir.join("text.gguf");

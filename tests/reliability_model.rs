@@ -14,10 +14,8 @@ use serde_json::{json, Value};
 
 const URI: &str = "file:///work/m.py";
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("slm-ls-rel-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> common::Scratch {
+    common::Scratch::new(&format!("rel-{name}"))
 }
 
 /// Start on `model`, open a document, and poll completions until the load

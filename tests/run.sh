@@ -20,8 +20,10 @@ echo "==> cargo test (release)"
 # Test binaries run two tests at a time, each with its own server: one
 # llama.cpp thread per server keeps them from spinning against each other
 # on a 2-core machine (CPU contention made time budgets run out and
-# answers come back empty).
-SLM_LS_THREADS=1 cargo test --release --locked --workspace
+# answers come back empty). Those servers need not take turns (that is for
+# editor windows sharing all cores; here it left one core idle):
+# tests/two_servers.rs turns it back on for its own servers.
+SLM_LS_THREADS=1 SLM_LS_TAKE_TURNS=0 cargo test --release --locked --workspace
 step_done "cargo test"
 
 for t_sh in editors/*/test.sh; do

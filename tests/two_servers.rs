@@ -15,8 +15,12 @@ use serde_json::json;
 
 fn server() -> TestServer {
     // Both servers use every core, as editors start them by default (the
-    // test suite's SLM_LS_THREADS=1 would hide the contention).
-    let mut s = TestServer::spawn(&[], &[("RUST_LOG", "slm_ls=debug")]);
+    // test suite's SLM_LS_THREADS=1 would hide the contention), and take
+    // turns as they do by default (tests/run.sh turns that off elsewhere).
+    let mut s = TestServer::spawn(
+        &[],
+        &[("RUST_LOG", "slm_ls=debug"), ("SLM_LS_TAKE_TURNS", "1")],
+    );
     s.initialize(
         json!({
             "model": { "threads": 2 },

@@ -39,6 +39,32 @@ pub fn model_path() -> PathBuf {
     p
 }
 
+/// A directory under the temp dir, removed with everything in it when
+/// dropped (also when the test panics): the model tests copy hundreds of
+/// megabytes of model file into theirs.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("slm-ls-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 // --- real code not written here (the benchmarks' and tests' corpora) ---
 
 /// The Python standard library of the `python3` on this machine.
