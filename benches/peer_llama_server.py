@@ -18,6 +18,7 @@ llama.cpp checkout (the llama-cpp-python sdist on PyPI vendors one):
   cmake -B build -S llama.cpp -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
   cmake --build build --target llama-server -j
 Usage: benches/peer_llama_server.py --server build/bin/llama-server [--model PATH] [--files N]
+       benches/peer_llama_server.py --server ... --quality samples.jsonl   (from QUALITY_DUMP=samples.jsonl cargo bench --bench quality)
 """
 import argparse, glob, json, os, socket, subprocess, sys, sysconfig, time, urllib.request
 
@@ -84,6 +85,43 @@ def request(port, text, cursor, prefix_only):
     return (time.perf_counter() - t) * 1000, r
 
 
+def quality(port, path, n_predict):
+    """Score llama-server's /infill on the quality bench's samples (QUALITY_DUMP):
+    llama.vim's context (256 lines above, 64 below, cursor line in `prompt`),
+    greedy decoding, the raw first line against the removed text's first line
+    (trailing spaces ignored), the bench's "exact"."""
+    rows = [json.loads(l) for l in open(path, encoding="utf-8")]
+    first = lambda t: t.split("\n")[0].rstrip()
+    score = {}
+    for r in rows:
+        above = r["prefix"].split("\n")
+        line_prefix = above.pop()
+        below = r["suffix"].split("\n")
+        t = time.perf_counter()
+        out = post(port, "/infill", {
+            "input_prefix": "".join(l + "\n" for l in above[-256:]),
+            "prompt": line_prefix,
+            "input_suffix": "\n".join(below[:65]),
+            "input_extra": [], "n_predict": n_predict, "cache_prompt": True,
+            "temperature": 0, "top_k": 1, "samplers": ["top_k"],
+        })["content"]
+        ms = (time.perf_counter() - t) * 1000
+        for key in (r["lang"], "kind: " + r["kind"], "**all**"):
+            s = score.setdefault(key, [0, 0, 0, 0.0])
+            s[0] += 1
+            s[1] += first(out) == first(r["expected"])
+            s[2] += first(r["slm_ls"]) == first(r["expected"])
+            s[3] += ms
+        if os.environ.get("QUALITY_VERBOSE"):
+            print(f"--- {r['lang']} {r['kind']}\n  want {r['expected']!r}\n  peer {out!r}\n  slm-ls {r['slm_ls']!r}")
+    print(f"llama-server /infill on {len(rows)} quality samples (n_predict {n_predict}, greedy)")
+    print("| language | samples | exact llama-server | exact slm-ls | ms/req llama-server |")
+    print("|---|---|---|---|---|")
+    for key in sorted(score, key=lambda k: (k.startswith("kind"), k == "**all**", k)):
+        n, peer, ours, ms = score[key]
+        print(f"| {key} | {n} | {100 * peer / n:.1f}% | {100 * ours / n:.1f}% | {ms / n:.0f} |")
+
+
 def pct(v, p):
     s = sorted(v)
     return s[max(1, min(len(s), int(-(-p * len(s) // 1)))) - 1] if s else float("nan")
@@ -95,6 +133,8 @@ def main():
     ap.add_argument("--model", default=subprocess.run(["target/release/slm-ls", "models", "path"], capture_output=True, text=True).stdout.strip())
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--prefix-only", action="store_true")
+    ap.add_argument("--quality", metavar="FILE", help="score /infill on QUALITY_DUMP samples instead of the replay")
+    ap.add_argument("--n-predict", type=int, default=48)
     a = ap.parse_args()
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
     threads = str(os.cpu_count() or 2)
@@ -107,6 +147,8 @@ def main():
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1); break
             except Exception:
                 time.sleep(0.1)
+        if a.quality:
+            return quality(port, a.quality, a.n_predict)
         cold, warm, cached, evaluated = [], [], [], []
         for name, text, cursor, span in cases(a.files):
             ms, r = request(port, text, cursor, a.prefix_only)

@@ -31,7 +31,8 @@
 //! QUALITY_LANGS, comma-separated subset; QUALITY_PREFIX_TOKENS, default
 //! 512, with a quarter of it for cross-file snippets; QUALITY_THREADS, model threads,
 //! default 0 = all cores; QUALITY_VERBOSE=1 prints every sample;
-//! QUALITY_NAIVE=0 skips the naive baseline; SLM_LS_MODEL picks another model).
+//! QUALITY_NAIVE=0 skips the naive baseline; SLM_LS_MODEL picks another model;
+//! QUALITY_DUMP=FILE writes the samples for `benches/peer_llama_server.py --quality`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -506,6 +507,9 @@ fn main() {
         let none = || (String::new(), Kind::Expr, Score::default(), String::new());
         (0..samples.len()).map(|_| none()).collect()
     };
+    if let Ok(path) = std::env::var("QUALITY_DUMP") {
+        dump(&path, &samples, &default);
+    }
     let verbose = std::env::var("QUALITY_VERBOSE").is_ok();
     if verbose {
         for (i, smp) in samples.iter().enumerate() {
@@ -613,6 +617,43 @@ fn main() {
         "\n(errors: {errors}; wall time {:.0} s; exact = first line equal, trailing spaces ignored; loose = first non-blank lines equal, trimmed; edit sim. over as many lines as were removed)",
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// QUALITY_DUMP=FILE: the samples as JSON lines (text before and after the
+/// gap, the removed text, slm-ls's answer), so that
+/// `benches/peer_llama_server.py --quality FILE` scores a peer on exactly
+/// the same gaps.
+fn dump(path: &str, samples: &[Sample], default: &[(String, Kind, Score, String)]) {
+    let mut out = String::new();
+    for (smp, got) in samples.iter().zip(default) {
+        let mut at = 0;
+        for (i, l) in smp.text.split_inclusive('\n').enumerate() {
+            if i == smp.line as usize {
+                let mut units = 0;
+                for ch in l.chars() {
+                    if units >= smp.col as usize {
+                        break;
+                    }
+                    units += ch.len_utf16();
+                    at += ch.len_utf8();
+                }
+                break;
+            }
+            at += l.len();
+        }
+        out += &json!({
+            "lang": smp.lang,
+            "kind": format!("{:?}", smp.kind).to_lowercase(),
+            "prefix": &smp.text[..at],
+            "suffix": &smp.text[at..],
+            "expected": smp.expected,
+            "slm_ls": got.3,
+        })
+        .to_string();
+        out.push('\n');
+    }
+    std::fs::write(path, out).expect("QUALITY_DUMP file");
+    println!("samples written to {path}");
 }
 
 fn by_kind_total(name: &str) -> bool {

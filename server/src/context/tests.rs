@@ -437,6 +437,16 @@ fn skips_mid_word_comments_and_prose_strings() {
     assert_eq!(fixture("a.py", "open(\"$0\")\n").skip, None);
     assert_eq!(fixture("a.rs", "let s = \"a\";$0\n").skip, None);
     assert_eq!(fixture("a.rs", "/* done */ $0\n").skip, None);
+    // The line under a comment (tree-sitter-rust's doc comments hold their
+    // newline) is code.
+    for src in [
+        "/// Docs.\n$0\npub enum E {}\n",
+        "// note\n$0\nfn f() {}\n",
+        "fn f() {\n    /// Docs.\n    $0\n}\n",
+    ] {
+        assert_eq!(fixture("a.rs", src).skip, None, "{src:?}");
+    }
+    assert_eq!(fixture("a.rs", "/// Docs $0\nfn f() {}\n").skip, Some(Skip::Comment));
     assert_eq!(fixture("a.ts", "const k = `${a}-$0`;\n").skip, None);
     // Comments are allowed when configured.
     let cfg = ContextConfig {

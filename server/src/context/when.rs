@@ -87,6 +87,13 @@ pub fn skip(
             // after a block comment's `*/` is outside it.
             let text = node_text(doc, cur);
             let closed_block = text.ends_with("*/") || text.ends_with("]]");
+            // Some grammars (Rust's `///` doc comments) end a line comment
+            // with its newline: a cursor at the start of the next line is
+            // outside it (the line under a doc comment was always skipped).
+            let ended_line = text.ends_with('\n') && cur.end_byte() == byte;
+            if ended_line {
+                return None;
+            }
             if (cur.end_byte() > byte || !closed_block) && !cfg.comments {
                 return Some(Skip::Comment);
             }
