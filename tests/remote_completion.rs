@@ -621,3 +621,25 @@ fn no_local_model_is_loaded_for_a_completion_server() {
     }
     assert!(s.shutdown().success());
 }
+
+/// The local engine leaves a trailing `!` out of the prompt and makes the
+/// model write it first (token healing); a remote model is not constrained,
+/// so its prompt keeps the `!` and the answer is shown as the model wrote it.
+#[test]
+fn a_remote_prompt_keeps_healed_punctuation() {
+    for kind in ALL {
+        let fake = start(kind);
+        let mut s = spawn(kind.settings(&fake.url));
+        let (text, line, col) = fixture("fn t() {\n    assert_eq!$0\n}\n");
+        s.open("file:///work/t.rs", "rust", &text);
+        let r = s.inline_completion("file:///work/t.rs", line, col);
+        assert!(r.get("error").is_none(), "{kind:?}: {r}");
+        let reqs = fake.requests();
+        let body = reqs.last().expect("the server was asked").json();
+        let sent = kind.prefix_sent(&body);
+        assert!(sent.ends_with("    assert_eq!"), "{kind:?}: {sent:?}");
+        let items = r["result"]["items"].as_array().unwrap();
+        assert_eq!(items[0]["insertText"], "onacci(n - 1) + fibonacci(n - 2)", "{kind:?}");
+        assert!(s.shutdown().success());
+    }
+}

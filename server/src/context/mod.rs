@@ -310,7 +310,10 @@ pub fn build_with(
 /// indentation (BPE vocabularies split a run of spaces before code as
 /// `"   "` + `" return"`, so a prompt ending in the full run is one the
 /// model never saw, and it answered with one space too few or nothing),
-/// else the one space or tab right before the cursor.
+/// else the one space or tab right before the cursor, else one punctuation
+/// character that BPE vocabularies merge with what follows (`!(`, `.get`,
+/// `::`, `[0`): a prompt ending in a lone `!` made the model write `!(…`
+/// again after `assert_eq!`.
 fn heal(prefix: &str, line_prefix: &str, naive: bool) -> String {
     if naive {
         return String::new();
@@ -322,7 +325,9 @@ fn heal(prefix: &str, line_prefix: &str, naive: bool) -> String {
         return line_prefix.to_string();
     }
     match prefix.chars().next_back() {
-        Some(c @ (' ' | '\t')) if line_prefix.ends_with(c) => c.to_string(),
+        Some(c @ (' ' | '\t' | '!' | '(' | '.' | '[' | ':')) if line_prefix.ends_with(c) => {
+            c.to_string()
+        }
         _ => String::new(),
     }
 }

@@ -35,9 +35,10 @@ pub struct PromptInput {
     /// (what the user has typed on it so far). PSM layouts put them after
     /// the middle marker; 0 keeps the classic layout.
     pub line_len: usize,
-    /// Whitespace the prompt leaves out before the cursor (token healing):
-    /// the space or tab right before the cursor, or the whole indentation
-    /// on a line with nothing else. In the BPE vocabularies of code models
+    /// Text the prompt leaves out before the cursor (token healing): the
+    /// space or tab right before the cursor, the whole indentation on a
+    /// line with nothing else, or one punctuation character that usually
+    /// starts a longer token (`!` of `assert_eq!(`). In the BPE vocabularies of code models
     /// a word's leading space belongs to the word (` return`) and a run of
     /// indentation before code is split before its last character
     /// (`\n\t` + `\t` + `fmt`), so a prompt ending in whitespace tokenizes

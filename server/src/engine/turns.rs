@@ -45,11 +45,15 @@ impl Turns {
         if std::env::var("SLM_LS_TAKE_TURNS").is_ok_and(|v| v == "0") {
             return None;
         }
+        Turns::open_in(&std::env::temp_dir())
+    }
+
+    /// The lock files in `dir` (the temp dir; tests use their own).
+    fn open_in(dir: &std::path::Path) -> Option<Turns> {
         #[cfg(unix)]
         {
             // SAFETY: getuid has no preconditions and cannot fail.
             let uid = unsafe { libc::getuid() };
-            let dir = std::env::temp_dir();
             let open = |name: &str| {
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -70,6 +74,7 @@ impl Turns {
         }
         #[cfg(not(unix))]
         {
+            let _ = dir;
             None
         }
     }
@@ -152,8 +157,12 @@ mod tests {
     /// belong to open file descriptions, so each `Turns` is its own party).
     #[test]
     fn a_waiter_gets_the_next_turn_from_a_holder_that_relocks_at_once() {
-        let a = Turns::open().expect("lock files");
-        let b = std::sync::Arc::new(Turns::open().expect("lock files"));
+        // Lock files of its own: independent of SLM_LS_TAKE_TURNS and of
+        // servers other tests run at the same time.
+        let dir = std::env::temp_dir().join(format!("slm-ls-turns-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = Turns::open_in(&dir).expect("lock files");
+        let b = std::sync::Arc::new(Turns::open_in(&dir).expect("lock files"));
         let first = a.take();
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = {
@@ -173,6 +182,7 @@ mod tests {
         };
         let b_got_it = rx.recv().unwrap();
         waiter.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
         assert!(
             b_got_it < relocked,
             "the waiter took the turn before the holder got it back"

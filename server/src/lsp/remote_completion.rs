@@ -38,7 +38,7 @@ pub async fn suggest(
     // Cross-file snippets as for the local engine, but never from a file
     // the user's `remote.neverSend` keeps on this machine.
     let others = state.other_docs(&snap.uri, &config.remote.never_send);
-    let prep = complete::prepare_with(
+    let mut prep = complete::prepare_with(
         &snap.doc,
         cursor,
         config,
@@ -47,6 +47,15 @@ pub async fn suggest(
         // The server's tokenizer is not ours: budgets stay estimates.
         &crate::context::Estimate,
     );
+    // A remote model is not constrained to write healed text back first:
+    // healed punctuation (`!` of `assert_eq!`) goes back into its prompt.
+    // Whitespace stays left out: a model writes it back or not, and either
+    // reads right.
+    let heal = &mut prep.ctx.input.heal;
+    if !heal.is_empty() && heal.trim() == heal.as_str() {
+        let h = std::mem::take(heal);
+        prep.ctx.input.prefix.push_str(&h);
+    }
     if config.completion.typed_ahead {
         if let Some(hit) = state.typed_ahead.get(prep.key) {
             return Ok(Some(hit));

@@ -65,6 +65,19 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
         "return x",
     );
     check(unheal_whitespace, "a.rs", "let x = $0;\n", " 1;", "1;");
+    // A punctuation character that starts longer tokens is healed too: the
+    // model writes `!(` itself, and the `!` already typed is not doubled.
+    let ctx = fixture("a.rs", "fn t() {\n    assert_eq!$0;\n}\n");
+    assert_eq!(ctx.input.heal, "!");
+    assert!(ctx.input.prefix.ends_with("    assert_eq"));
+    check(
+        unheal_whitespace,
+        "a.rs",
+        "fn t() {\n    assert_eq!$0;\n}\n",
+        "!(1, f(2))",
+        "(1, f(2))",
+    );
+    assert_eq!(fixture("a.py", "x = y$0\n").input.heal, "");
     check(
         unheal_whitespace,
         "a.go",
