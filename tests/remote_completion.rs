@@ -639,7 +639,10 @@ fn a_remote_prompt_keeps_healed_punctuation() {
         let sent = kind.prefix_sent(&body);
         assert!(sent.ends_with("    assert_eq!"), "{kind:?}: {sent:?}");
         let items = r["result"]["items"].as_array().unwrap();
-        assert_eq!(items[0]["insertText"], "onacci(n - 1) + fibonacci(n - 2)", "{kind:?}");
+        assert_eq!(
+            items[0]["insertText"], "onacci(n - 1) + fibonacci(n - 2)",
+            "{kind:?}"
+        );
         assert!(s.shutdown().success());
     }
 }

@@ -446,7 +446,10 @@ fn skips_mid_word_comments_and_prose_strings() {
     ] {
         assert_eq!(fixture("a.rs", src).skip, None, "{src:?}");
     }
-    assert_eq!(fixture("a.rs", "/// Docs $0\nfn f() {}\n").skip, Some(Skip::Comment));
+    assert_eq!(
+        fixture("a.rs", "/// Docs $0\nfn f() {}\n").skip,
+        Some(Skip::Comment)
+    );
     assert_eq!(fixture("a.ts", "const k = `${a}-$0`;\n").skip, None);
     // Comments are allowed when configured.
     let cfg = ContextConfig {
