@@ -95,9 +95,13 @@ fn local_completion_answers_while_an_explain_is_stalled() {
             json!({ "command": "slm-ls.explain", "arguments": [{ "uri": URI, "range": { "start": { "line": 1, "character": 0 }, "end": { "line": 3, "character": 0 } } }] }),
         )
     };
+    // Count the provider's requests as we go: reading the count after
+    // sending raced with the request's arrival (CI waited for one too many).
+    let mut seen = fake.requests().len();
     for _ in 0..3 {
         let old = explain(&mut s);
-        fake.wait_requests(fake.requests().len() + 1, Duration::from_secs(10));
+        seen += 1;
+        fake.wait_requests(seen, Duration::from_secs(10));
         let _newer = explain(&mut s);
         let t = Instant::now();
         let r = s.response(old, Duration::from_secs(10));
@@ -106,6 +110,9 @@ fn local_completion_answers_while_an_explain_is_stalled() {
             t.elapsed() < Duration::from_secs(2),
             "a superseded explain waited for its socket"
         );
+        // The newer one reaches the provider before the next supersedes it.
+        seen += 1;
+        fake.wait_requests(seen, Duration::from_secs(10));
     }
     let stuck = vec![explain(&mut s)];
     std::thread::sleep(Duration::from_millis(300));
