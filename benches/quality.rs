@@ -79,9 +79,10 @@ struct Sample {
     kind: Kind,
     /// Document text with the gap removed.
     text: String,
-    /// Cursor: (line, UTF-16 column).
+    /// Cursor: (line, UTF-16 column), and its byte offset in `text`.
     line: u32,
     col: u32,
+    cursor: usize,
     expected: String,
     /// Sibling files opened alongside (path, text).
     siblings: Vec<(PathBuf, String)>,
@@ -313,6 +314,7 @@ fn build_samples(per_lang: usize, seed: u64, langs: &Option<Vec<String>>) -> Vec
                     text: doc,
                     line,
                     col,
+                    cursor: s,
                     expected,
                     siblings: siblings.clone(),
                 });
@@ -626,26 +628,11 @@ fn main() {
 fn dump(path: &str, samples: &[Sample], default: &[(String, Kind, Score, String)]) {
     let mut out = String::new();
     for (smp, got) in samples.iter().zip(default) {
-        let mut at = 0;
-        for (i, l) in smp.text.split_inclusive('\n').enumerate() {
-            if i == smp.line as usize {
-                let mut units = 0;
-                for ch in l.chars() {
-                    if units >= smp.col as usize {
-                        break;
-                    }
-                    units += ch.len_utf16();
-                    at += ch.len_utf8();
-                }
-                break;
-            }
-            at += l.len();
-        }
         out += &json!({
             "lang": smp.lang,
             "kind": format!("{:?}", smp.kind).to_lowercase(),
-            "prefix": &smp.text[..at],
-            "suffix": &smp.text[at..],
+            "prefix": &smp.text[..smp.cursor],
+            "suffix": &smp.text[smp.cursor..],
             "expected": smp.expected,
             "slm_ls": got.3,
         })

@@ -38,8 +38,9 @@ pub struct PromptInput {
     /// Text the prompt leaves out before the cursor (token healing): the
     /// space or tab right before the cursor, the whole indentation on a
     /// line with nothing else, or one punctuation character that usually
-    /// starts a longer token (`!` of `assert_eq!(`). In the BPE vocabularies of code models
-    /// a word's leading space belongs to the word (` return`) and a run of
+    /// starts a longer token (`!` of `assert_eq!(`). In the BPE
+    /// vocabularies of code models a word's leading space belongs to the
+    /// word (` return`) and a run of
     /// indentation before code is split before its last character
     /// (`\n\t` + `\t` + `fmt`), so a prompt ending in whitespace tokenizes
     /// unlike any code the model saw (measured: one tab too many after Go

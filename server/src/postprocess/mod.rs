@@ -93,7 +93,7 @@ pub fn clean(raw: &str, ctx: &Context) -> String {
         return raw.to_string();
     }
     let mut text = raw.replace("\r\n", "\n");
-    text = unheal_whitespace(&text, ctx);
+    text = unheal(&text, ctx);
     text = trim_trailing_whitespace(&text);
     text = drop_copy_of_line_above(&text, ctx);
     text = drop_repeated_lines(&text, ctx);
@@ -121,13 +121,14 @@ pub fn finish_whitespace(text: &str, ctx: &Context) -> String {
     trimmed
 }
 
-/// Undo what the prompt did to the whitespace before the cursor:
-/// - the prompt left out the one space right before the cursor (see
-///   `PromptInput::heal`); the model wrote it itself: remove it again;
+/// Undo what the prompt did to the text before the cursor:
+/// - the prompt left out the space, indentation or punctuation character
+///   right before the cursor (see `PromptInput::heal`); the model wrote it
+///   itself: remove it again;
 /// - on a blank line, a model that first wrote a line break (it took the
 ///   indentation for an empty line) means the line itself: drop the break
 ///   and the re-typed indentation.
-pub fn unheal_whitespace(text: &str, ctx: &Context) -> String {
+pub fn unheal(text: &str, ctx: &Context) -> String {
     let lp = ctx.line_prefix.as_str();
     if !lp.is_empty() && lp.trim().is_empty() && text.starts_with(['\n', '\r']) {
         let t = text.trim_start_matches(['\n', '\r']);

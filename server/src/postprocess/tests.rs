@@ -45,7 +45,7 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
     assert_eq!(ctx.input.heal, "    ");
     assert_eq!(ctx.input.line_len, 0);
     check(
-        unheal_whitespace,
+        unheal,
         "a.py",
         "def f(x):\n    $0\n",
         "    return x",
@@ -58,20 +58,20 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
     assert_eq!(ctx.input.line_len, "    return".len());
     // The model took the indentation for a blank line.
     check(
-        unheal_whitespace,
+        unheal,
         "a.py",
         "def f(x):\n    $0\n",
         "\n    return x",
         "return x",
     );
-    check(unheal_whitespace, "a.rs", "let x = $0;\n", " 1;", "1;");
+    check(unheal, "a.rs", "let x = $0;\n", " 1;", "1;");
     // A punctuation character that starts longer tokens is healed too: the
     // model writes `!(` itself, and the `!` already typed is not doubled.
     let ctx = fixture("a.rs", "fn t() {\n    assert_eq!$0;\n}\n");
     assert_eq!(ctx.input.heal, "!");
     assert!(ctx.input.prefix.ends_with("    assert_eq"));
     check(
-        unheal_whitespace,
+        unheal,
         "a.rs",
         "fn t() {\n    assert_eq!$0;\n}\n",
         "!(1, f(2))",
@@ -79,32 +79,26 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
     );
     assert_eq!(fixture("a.py", "x = y$0\n").input.heal, "");
     check(
-        unheal_whitespace,
+        unheal,
         "a.go",
         "func f() {\n\t$0\n}\n",
         "\n\tx := 1\n\ty()",
         "x := 1\n\ty()",
     );
-    check(
-        unheal_whitespace,
-        "a.go",
-        "func f() {\n\t$0\n}\n",
-        "x := 1",
-        "x := 1",
-    );
+    check(unheal, "a.go", "func f() {\n\t$0\n}\n", "x := 1", "x := 1");
     // A tab of indentation is left out too.
     let ctx = fixture("a.go", "func f() {\n\tif x {\n\t\t$0\n\t}\n}\n");
     assert_eq!(ctx.input.heal, "\t\t");
     assert!(ctx.input.prefix.ends_with("if x {\n"));
     check(
-        unheal_whitespace,
+        unheal,
         "a.go",
         "func f() {\n\tif x {\n\t\t$0\n\t}\n}\n",
         "\t\tfmt.Println()",
         "fmt.Println()",
     );
     // Nothing left out: unchanged.
-    check(unheal_whitespace, "a.js", "f($0)\n", " a", " a");
+    check(unheal, "a.js", "f($0)\n", " a", " a");
 }
 
 // --- output cut by the token or time budget --------------------------------
