@@ -85,41 +85,90 @@ def request(port, text, cursor, prefix_only):
     return (time.perf_counter() - t) * 1000, r
 
 
+def wilson(k, n):
+    if n == 0:
+        return (0.0, 0.0)
+    z, p = 1.96, k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / d
+    return (100 * max(0, c - h), 100 * min(1, c + h))
+
+
+def pct_ci(k, n):
+    lo, hi = wilson(k, n)
+    return f"{100 * k / max(1, n):.1f}% [{lo:.1f}, {hi:.1f}]"
+
+
+def ratio_ci(a, b):
+    """Paired bootstrap of sum(a)/sum(b) (2000 resamples, fixed seed)."""
+    import random
+    if sum(b) == 0:
+        return "—"
+    rng = random.Random(1234)
+    n = len(a)
+    rs = []
+    for _ in range(2000):
+        idx = [rng.randrange(n) for _ in range(n)]
+        d = sum(b[i] for i in idx)
+        rs.append(sum(a[i] for i in idx) / d if d else float("inf"))
+    rs.sort()
+    return f"{sum(a) / sum(b):.2f}× [{rs[50]:.2f}, {rs[1949]:.2f}]"
+
+
 def quality(port, path, n_predict):
     """Score llama-server's /infill on the quality bench's samples (QUALITY_DUMP):
     llama.vim's context (256 lines above, 64 below, cursor line in `prompt`),
-    greedy decoding, the raw first line against the removed text's first line
-    (trailing spaces ignored), the bench's "exact"."""
+    greedy decoding; single-line samples: the raw first line against the removed
+    line (trailing spaces ignored), the bench's "exact"; block samples (n_predict
+    128, as llama.vim): the removed lines matched line for line. Every slm-ls row
+    in the dump is compared with the peer on the same samples (paired bootstrap)."""
     rows = [json.loads(l) for l in open(path, encoding="utf-8")]
     first = lambda t: t.split("\n")[0].rstrip()
-    score = {}
-    for r in rows:
+    names = sorted(k[4:] for k in rows[0] if k.startswith("row_"))
+    res = []
+    for i, r in enumerate(rows):
         above = r["prefix"].split("\n")
         line_prefix = above.pop()
         below = r["suffix"].split("\n")
+        block = r["kind"] == "block"
         t = time.perf_counter()
         out = post(port, "/infill", {
             "input_prefix": "".join(l + "\n" for l in above[-256:]),
             "prompt": line_prefix,
             "input_suffix": "\n".join(below[:65]),
-            "input_extra": [], "n_predict": n_predict, "cache_prompt": True,
+            "input_extra": [], "n_predict": 128 if block else n_predict, "cache_prompt": True,
             "temperature": 0, "top_k": 1, "samplers": ["top_k"],
         })["content"]
         ms = (time.perf_counter() - t) * 1000
-        for key in (r["lang"], "kind: " + r["kind"], "**all**"):
-            s = score.setdefault(key, [0, 0, 0, 0.0])
-            s[0] += 1
-            s[1] += first(out) == first(r["expected"])
-            s[2] += first(r["slm_ls"]) == first(r["expected"])
-            s[3] += ms
+        def exact(got):
+            if not block:
+                return first(got) == first(r["expected"])
+            want, have = r["expected"].split("\n"), got.split("\n")
+            return all(j < len(have) and have[j].rstrip() == w.rstrip() for j, w in enumerate(want))
+        res.append({"kind": r["kind"], "lang": r["lang"], "check": r.get("check", False), "ms": ms,
+                    "peer": exact(out), "empty": first(out).strip() == "",
+                    **{n: exact(r["row_" + n]) for n in names}})
         if os.environ.get("QUALITY_VERBOSE"):
-            print(f"--- {r['lang']} {r['kind']}\n  want {r['expected']!r}\n  peer {out!r}\n  slm-ls {r['slm_ls']!r}")
-    print(f"llama-server /infill on {len(rows)} quality samples (n_predict {n_predict}, greedy)")
-    print("| language | samples | exact llama-server | exact slm-ls | ms/req llama-server |")
-    print("|---|---|---|---|---|")
-    for key in sorted(score, key=lambda k: (k.startswith("kind"), k == "**all**", k)):
-        n, peer, ours, ms = score[key]
-        print(f"| {key} | {n} | {100 * peer / n:.1f}% | {100 * ours / n:.1f}% | {ms / n:.0f} |")
+            print(f"--- {r['lang']} {r['kind']}\n  want {r['expected']!r}\n  peer {out!r}")
+        if (i + 1) % 50 == 0:
+            print(f"  {i + 1}/{len(rows)}", file=sys.stderr)
+    print(f"llama-server /infill on {len(rows)} quality samples (n_predict {n_predict}, 128 for blocks; greedy)")
+    print("| position | samples | exact llama-server | check half | empty | ms/req | " + " | ".join(f"{n} / llama-server" for n in names) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(names))
+    for kind in ["line-start", "mid-line", "block"]:
+        sel = [x for x in res if x["kind"] == kind]
+        if not sel:
+            continue
+        chk = [x for x in sel if x["check"]]
+        ratios = " | ".join(ratio_ci([x[n] for x in sel], [x["peer"] for x in sel]) for n in names)
+        print(f"| {kind} | {len(sel)} | {pct_ci(sum(x['peer'] for x in sel), len(sel))} | "
+              f"{pct_ci(sum(x['peer'] for x in chk), len(chk))} | {sum(x['empty'] for x in sel)} | "
+              f"{sum(x['ms'] for x in sel) / len(sel):.0f} | {ratios} |")
+    print("\n| language | exact llama-server (single-line) |\n|---|---|")
+    for lang in sorted({x["lang"] for x in res}):
+        sel = [x for x in res if x["lang"] == lang and x["kind"] != "block"]
+        print(f"| {lang} | {pct_ci(sum(x['peer'] for x in sel), len(sel))} |")
 
 
 def pct(v, p):

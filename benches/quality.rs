@@ -1,48 +1,74 @@
-//! Quality benchmark: does the context + post-processing pipeline make
-//! suggestions right more often than a naive prompt?
+//! Quality benchmark: does everything around the model (windows, healing,
+//! cross-file snippets, post-processing, stop rules) make the *same*
+//! weights right more often than a plain prompt does, and than llama.vim
+//! does? (issue 18)
 //!
-//! Fixtures are built from real code not written here: the Python standard
-//! library of the `python3` on the machine, crates in the cargo registry
-//! cache (Rust; llama.cpp's C++ sources inside `llama-cpp-sys-2`), npm's own
-//! JavaScript, and the Go files shipped in git's contrib docs. For each
-//! language a fixed-seed RNG picks syntactic positions from tree-sitter
-//! parses and removes:
-//! - `expr`: one expression inside a line (the rest of the line stays);
-//! - `line`: one whole single-line statement (after its indentation);
-//! - `block`: two or three consecutive single-line statements of a block.
+//! Gaps come from real code not written here: the Python standard library
+//! of the `python3` on the machine, crates in the cargo registry cache
+//! (Rust; llama.cpp's C++ sources inside `llama-cpp-sys-2`), npm's own
+//! JavaScript, the Go files in git's contrib docs, and the JDK's Java
+//! sources (`lib/src.zip`, unpacked under `target/quality-corpus/`). For
+//! each language a fixed-seed RNG picks single-line statements from
+//! tree-sitter parses. Each gap gives two samples:
+//! - `line-start`: the statement removed, the cursor after its indentation;
+//! - `mid-line`: the first part of the statement typed (up to the word
+//!   boundary nearest its middle), the rest removed.
+//!
+//! and, for the multi-line row, `block`: two or three consecutive
+//! statements of a block removed, the cursor on the emptied line; scored
+//! line by line (lines exact, all lines exact) and by whether the file
+//! still parses with the suggestion in it (no more tree-sitter errors than
+//! the original file).
+//!
+//! Rows, in one run on the same samples (`QUALITY_ROWS`, comma-separated):
+//! - `default`: slm-ls as shipped;
+//! - `plain`: the floor — `context.naive`: the same model and token budgets
+//!   around the cursor, PSM, greedy, no healing, no cross-file snippets, no
+//!   post-processing but the single-line cut (the first line is scored);
+//! - `heal-off`: the default with `context.heal` off (does healing earn
+//!   its place?);
+//! - `before`: the default settings on another binary (`QUALITY_BEFORE_BIN`,
+//!   e.g. a build of the previous commit);
+//! - `big`: the default settings on another model (`QUALITY_BIG_MODEL`,
+//!   e.g. the 1.5B).
+//!
+//! The peer row (llama-server `/infill` as llama.vim drives it) comes from
+//! `benches/peer_llama_server.py --quality FILE` on the samples written by
+//! `QUALITY_DUMP=FILE`.
+//!
+//! Every sample's file is assigned by a hash of its path to the `tune` or
+//! the `check` half; the check half is the one never looked at while
+//! changing the pipeline, and both are reported. Figures carry 95%
+//! confidence intervals: Wilson for proportions, normal for means, a
+//! paired bootstrap (2000 resamples) for ratios between rows.
 //!
 //! Each gap is filled over LSP (`textDocument/inlineCompletion`) by the
-//! release binary with the default model, twice: the default pipeline, and
-//! the baseline `context.naive` (a plain prefix window, no cross-file
-//! snippets, no skipping, no post-processing). Two sibling files of the
-//! same folder are open alongside, as in an editor (cross-file context).
+//! release binary; two sibling files of the same folder are open alongside,
+//! as in an editor. The line-start and mid-line samples of a gap run one
+//! after the other (the second reuses the first's cached prefix).
 //!
-//! Scores: first-line exact match (the suggestion's first line equals the
-//! removed text's first line, trailing spaces ignored: what the user would
-//! accept as is), loose match (the first non-blank lines equal once
-//! trimmed at both ends: right code, whatever the whitespace around it, so
-//! the baseline is not judged only on the whitespace it gets wrong) and
-//! edit similarity
-//! (1 − Levenshtein / longer length, over the suggestion's first N lines
-//! for a removed text of N lines).
-//!
-//! Run: `cargo bench --bench quality` (env: QUALITY_SAMPLES per language,
-//! default 40; QUALITY_SEED, default 7; QUALITY_MAX_TOKENS, default 48;
-//! QUALITY_LANGS, comma-separated subset; QUALITY_PREFIX_TOKENS, default
-//! 512, with a quarter of it for cross-file snippets; QUALITY_THREADS, model threads,
-//! default 0 = all cores; QUALITY_VERBOSE=1 prints every sample;
-//! QUALITY_NAIVE=0 skips the naive baseline; SLM_LS_MODEL picks another model;
-//! QUALITY_DUMP=FILE writes the samples for `benches/peer_llama_server.py --quality`).
+//! Run: `cargo bench --bench quality` (env: QUALITY_SAMPLES gaps per
+//! language, default 40; QUALITY_BLOCKS block samples per language, default
+//! 10; QUALITY_SEED, default 7; QUALITY_LANGS, comma-separated subset of
+//! python,rust,javascript,cpp,go,java; QUALITY_ROWS, default
+//! `default,plain`; QUALITY_THREADS, model threads, default 0 = all cores;
+//! QUALITY_PREFIX_TOKENS, prefix budget, default: the product's;
+//! QUALITY_VERBOSE=1 prints every sample; QUALITY_DUMP=FILE; SLM_LS_MODEL
+//! picks another model for every row).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::TestServer;
-use serde_json::json;
-use slm_ls::syntax::{parse_str, Lang};
+use serde_json::{json, Value};
+use slm_ls::config::Config;
+use slm_ls::context::{self, TokenCount};
+use slm_ls::document::Document;
+use slm_ls::syntax::{error_count, parse_str, Lang};
 
 struct Rng(u64);
 
@@ -72,11 +98,32 @@ enum Kind {
     Block,
 }
 
+/// Where the cursor is in a gap.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
+enum Pos {
+    LineStart,
+    MidLine,
+    Block,
+}
+
+impl Pos {
+    fn name(self) -> &'static str {
+        match self {
+            Pos::LineStart => "line-start",
+            Pos::MidLine => "mid-line",
+            Pos::Block => "block",
+        }
+    }
+}
+
 struct Sample {
     lang: &'static str,
     language_id: &'static str,
+    ts: Lang,
     file: PathBuf,
-    kind: Kind,
+    pos: Pos,
+    /// The held-out half (by a hash of the file's path).
+    check: bool,
     /// Document text with the gap removed.
     text: String,
     /// Cursor: (line, UTF-16 column), and its byte offset in `text`.
@@ -84,6 +131,8 @@ struct Sample {
     col: u32,
     cursor: usize,
     expected: String,
+    /// Parse errors of the original file (the block row's "still parses").
+    original_errors: usize,
     /// Sibling files opened alongside (path, text).
     siblings: Vec<(PathBuf, String)>,
 }
@@ -104,6 +153,49 @@ fn files_under(dir: &Path, ext: &[&str], out: &mut Vec<PathBuf>, depth: usize) {
             out.push(p);
         }
     }
+}
+
+/// The JDK's own Java sources (`java.base`'s `java.util`, `java.io`,
+/// `java.lang`, `java.net`, `java.time`), unpacked once from `lib/src.zip`.
+fn java_files() -> Vec<PathBuf> {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/quality-corpus/java");
+    if !out.exists() {
+        let mut zips: Vec<PathBuf> = std::fs::read_dir("/usr/lib/jvm")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("lib/src.zip"))
+            .filter(|p| p.exists())
+            .collect();
+        zips.sort();
+        let Some(zip_path) = zips.first() else {
+            eprintln!("no JDK src.zip under /usr/lib/jvm: no Java samples");
+            return vec![];
+        };
+        let tmp = out.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let mut z = zip::ZipArchive::new(std::fs::File::open(zip_path).unwrap()).unwrap();
+        for i in 0..z.len() {
+            let mut f = z.by_index(i).unwrap();
+            let name = f.name().to_string();
+            let wanted = ["util", "io", "lang", "net", "time"]
+                .iter()
+                .any(|d| name.starts_with(&format!("java.base/java/{d}/")));
+            if !wanted || !name.ends_with(".java") || name.matches('/').count() != 3 {
+                continue;
+            }
+            let mut s = String::new();
+            if std::io::Read::read_to_string(&mut f, &mut s).is_ok() {
+                let p = tmp.join(&name);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, s).unwrap();
+            }
+        }
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    let mut v = Vec::new();
+    files_under(&out, &[".java"], &mut v, 4);
+    v
 }
 
 /// (lang name, languageId, tree-sitter Lang, candidate files)
@@ -131,20 +223,51 @@ fn corpora() -> Vec<(&'static str, &'static str, Lang, Vec<PathBuf>)> {
     let mut cpp = Vec::new();
     for d in common::registry_crates(&["llama-cpp-sys-2"]) {
         files_under(&d.join("llama.cpp/src"), &[".cpp"], &mut cpp, 1);
+        files_under(&d.join("llama.cpp/common"), &[".cpp"], &mut cpp, 0);
     }
+    // Go's own standard library (Debian: `apt-get install golang-src`),
+    // else the few Go files in git's contrib docs.
     let mut go = Vec::new();
-    files_under(
-        Path::new("/usr/share/doc/git/contrib"),
-        &[".go"],
-        &mut go,
-        3,
-    );
+    let mut roots: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("go-"))
+        })
+        .collect();
+    roots.sort();
+    for pkg in [
+        "strings",
+        "bytes",
+        "bufio",
+        "net/http",
+        "encoding/json",
+        "text/template",
+        "go/parser",
+    ] {
+        if let Some(r) = roots.last() {
+            files_under(&r.join("src").join(pkg), &[".go"], &mut go, 0);
+        }
+    }
+    go.retain(|p| !p.to_string_lossy().ends_with("_test.go"));
+    if go.is_empty() {
+        files_under(
+            Path::new("/usr/share/doc/git/contrib"),
+            &[".go"],
+            &mut go,
+            3,
+        );
+    }
     vec![
         ("python", "python", Lang::Python, py),
         ("rust", "rust", Lang::Rust, rs),
         ("javascript", "javascript", Lang::JavaScript, js),
         ("cpp", "cpp", Lang::Cpp, cpp),
         ("go", "go", Lang::Go, go),
+        ("java", "java", Lang::Java, java_files()),
     ]
 }
 
@@ -243,7 +366,35 @@ fn utf16_col(text: &str, byte: usize) -> (u32, u32) {
     (line, col)
 }
 
-fn build_samples(per_lang: usize, seed: u64, langs: &Option<Vec<String>>) -> Vec<Sample> {
+/// FNV-1a of the path: which half a file's samples belong to.
+fn held_out(path: &Path) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.to_string_lossy().bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h % 2 == 1
+}
+
+/// Where a user typing `line` might pause near its middle: the word
+/// boundary closest to half its length (never in its first or last two
+/// characters).
+fn mid_split(line: &str) -> Option<usize> {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let chars: Vec<(usize, char)> = line.char_indices().collect();
+    let half = line.len() / 2;
+    (1..chars.len())
+        .filter(|&i| word(chars[i - 1].1) != word(chars[i].1))
+        .map(|i| chars[i].0)
+        .filter(|&b| b >= 2 && b + 2 <= line.len())
+        .min_by_key(|&b| b.abs_diff(half))
+}
+
+fn build_samples(
+    gaps_per_lang: usize,
+    blocks_per_lang: usize,
+    seed: u64,
+    langs: &Option<Vec<String>>,
+) -> Vec<Sample> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut out = Vec::new();
     for (lang_name, language_id, lang, mut files) in corpora() {
@@ -254,10 +405,9 @@ fn build_samples(per_lang: usize, seed: u64, langs: &Option<Vec<String>>) -> Vec
             continue;
         }
         rng.shuffle(&mut files);
-        let mut taken = 0;
-        let per_file = 2;
+        let (mut gaps, mut blocks) = (0, 0);
         for f in &files {
-            if taken >= per_lang {
+            if gaps >= gaps_per_lang && blocks >= blocks_per_lang {
                 break;
             }
             let Ok(text) = std::fs::read_to_string(f) else {
@@ -271,14 +421,6 @@ fn build_samples(per_lang: usize, seed: u64, langs: &Option<Vec<String>>) -> Vec
                 continue;
             }
             rng.shuffle(&mut cands);
-            // Mix the kinds: expr, line, block in turn.
-            let mut picked = Vec::new();
-            for want in [Kind::Expr, Kind::Line, Kind::Block] {
-                if let Some(c) = cands.iter().find(|c| c.0 == want) {
-                    picked.push(*c);
-                }
-            }
-            rng.shuffle(&mut picked);
             // Two sibling files from the same folder (the first ones by name).
             let dir = f.parent().unwrap();
             let mut sib = Vec::new();
@@ -297,29 +439,52 @@ fn build_samples(per_lang: usize, seed: u64, langs: &Option<Vec<String>>) -> Vec
                 })
                 .take(2)
                 .collect();
-            for (kind, s, e) in picked.into_iter().take(per_file) {
-                if taken >= per_lang {
-                    break;
-                }
-                let expected = text[s..e].to_string();
+            let original_errors = parse_str(lang, &text).map_or(0, |t| error_count(&t));
+            let check = held_out(f);
+            let mut sample = |pos: Pos, cut: usize, e: usize| {
                 let mut doc = String::with_capacity(text.len());
-                doc.push_str(&text[..s]);
+                doc.push_str(&text[..cut]);
                 doc.push_str(&text[e..]);
-                let (line, col) = utf16_col(&text, s);
+                let (line, col) = utf16_col(&text, cut);
                 out.push(Sample {
                     lang: lang_name,
                     language_id,
+                    ts: lang,
                     file: f.clone(),
-                    kind,
+                    pos,
+                    check,
                     text: doc,
                     line,
                     col,
-                    cursor: s,
-                    expected,
+                    cursor: cut,
+                    expected: text[cut..e].to_string(),
+                    original_errors,
                     siblings: siblings.clone(),
                 });
-                taken += 1;
+            };
+            // Up to two single-line gaps and one block per file, so that
+            // a language's samples come from many files.
+            let mut per_file = 0;
+            for &(kind, s, e) in &cands {
+                if kind == Kind::Line && gaps < gaps_per_lang && per_file < 2 {
+                    let Some(split) = mid_split(&text[s..e]) else {
+                        continue;
+                    };
+                    sample(Pos::LineStart, s, e);
+                    sample(Pos::MidLine, s + split, e);
+                    gaps += 1;
+                    per_file += 1;
+                }
             }
+            if let Some(&(_, s, e)) = cands.iter().find(|c| c.0 == Kind::Block) {
+                if blocks < blocks_per_lang {
+                    sample(Pos::Block, s, e);
+                    blocks += 1;
+                }
+            }
+        }
+        if gaps < gaps_per_lang || blocks < blocks_per_lang {
+            eprintln!("{lang_name}: only {gaps} gaps and {blocks} blocks in its corpus");
         }
     }
     out
@@ -353,45 +518,127 @@ fn first_line(s: &str) -> &str {
     s.split('\n').next().unwrap_or("").trim_end()
 }
 
-fn first_code_line(s: &str) -> &str {
-    s.split('\n')
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-}
-
+/// One sample's answer and scores.
 #[derive(Default, Clone)]
-struct Score {
-    n: usize,
-    exact: usize,
-    loose: usize,
-    es: f64,
-    empty: usize,
-    errors: usize,
+struct Answer {
+    got: String,
     ms: f64,
+    error: bool,
+    exact: bool,
+    empty: bool,
+    es: f64,
+    /// Block samples: share of the removed lines matched line for line.
+    lines: f64,
+    parses: bool,
 }
 
-fn run(
-    samples: &[Sample],
-    naive: bool,
-    max_tokens: u32,
-    threads: u32,
-    prefix_tokens: u32,
-) -> Vec<(String, Kind, Score, String)> {
-    // Greedy decoding: the answer does not depend on the time budget, only
-    // on maxTokens (the budget is generous so a loaded machine scores the
-    // same).
-    // BENCH_FIM_LINE_IN_MIDDLE=1: the typed part of the cursor's line after
-    // the middle marker (model.fimLineInMiddle), to compare the layouts.
-    let line_in_middle = std::env::var("BENCH_FIM_LINE_IN_MIDDLE").is_ok_and(|v| v == "1");
-    let mut s = TestServer::start(json!({
-        "model": { "threads": threads, "fimLineInMiddle": line_in_middle },
-        "completion": { "maxTokens": max_tokens, "typedAhead": false, "maxTimeMs": 60000 },
-        "context": { "naive": naive, "prefixTokens": prefix_tokens, "extraTokens": prefix_tokens / 4 },
-    }));
+fn score(smp: &Sample, got: String, ms: f64, error: bool) -> Answer {
+    let mut a = Answer {
+        ms,
+        error,
+        ..Default::default()
+    };
+    a.empty = first_line(&got).trim().is_empty();
+    if smp.pos == Pos::Block {
+        let want: Vec<&str> = smp.expected.split('\n').collect();
+        let have: Vec<&str> = got.split('\n').collect();
+        let same = (0..want.len())
+            .filter(|&i| have.get(i).map(|l| l.trim_end()) == Some(want[i].trim_end()))
+            .count();
+        a.lines = same as f64 / want.len() as f64;
+        a.exact = same == want.len();
+        let span: Vec<&str> = have.iter().take(want.len()).copied().collect();
+        a.es = edit_similarity(span.join("\n").trim_end(), &smp.expected);
+        let doc = format!(
+            "{}{got}{}",
+            &smp.text[..smp.cursor],
+            &smp.text[smp.cursor..]
+        );
+        a.parses = parse_str(smp.ts, &doc).is_some_and(|t| error_count(&t) <= smp.original_errors);
+    } else {
+        // Single-line: the suggestion's first line against the removed
+        // text (trailing spaces ignored), as the user would accept it.
+        a.exact = first_line(&got) == first_line(&smp.expected);
+        a.es = edit_similarity(first_line(&got), first_line(&smp.expected));
+    }
+    a.got = got;
+    a
+}
+
+struct Row {
+    name: String,
+    init: Value,
+    program: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
+    let wanted = std::env::var("QUALITY_ROWS").unwrap_or_else(|_| "default,plain".into());
+    let mut context = json!({});
+    if let Some(p) = prefix_tokens {
+        context["prefixTokens"] = json!(p);
+    }
+    let init = |extra: Value| {
+        let mut ctx = context.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            ctx[k] = v.clone();
+        }
+        // Greedy decoding: the answer does not depend on the time budget,
+        // only on maxTokens; the budget is generous so a loaded machine
+        // scores the same. Typed-ahead off: every answer is the model's.
+        json!({
+            "model": { "threads": threads },
+            "completion": { "typedAhead": false, "maxTimeMs": 60000 },
+            "context": ctx,
+        })
+    };
+    let mut out = Vec::new();
+    for name in wanted.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let row = |init: Value| Row {
+            name: name.to_string(),
+            init,
+            program: None,
+            env: vec![],
+        };
+        out.push(match name {
+            "default" => row(init(json!({}))),
+            "plain" => row(init(json!({ "naive": true }))),
+            "heal-off" => row(init(json!({ "heal": false }))),
+            "before" => Row {
+                program: Some(
+                    std::env::var("QUALITY_BEFORE_BIN")
+                        .expect("row `before` needs QUALITY_BEFORE_BIN"),
+                ),
+                ..row(init(json!({})))
+            },
+            "big" => Row {
+                env: vec![(
+                    "SLM_LS_MODEL".into(),
+                    std::env::var("QUALITY_BIG_MODEL").expect("row `big` needs QUALITY_BIG_MODEL"),
+                )],
+                ..row(init(json!({})))
+            },
+            other => panic!("unknown row {other:?} (default, plain, heal-off, before, big)"),
+        });
+    }
+    out
+}
+
+fn run(row: &Row, samples: &[Sample]) -> Vec<Answer> {
+    let env: Vec<(&str, &str)> = row
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut s = match &row.program {
+        Some(p) => TestServer::spawn_program(p, &[], &env),
+        None => TestServer::spawn(&[], &env),
+    };
+    s.initialize(row.init.clone(), json!({}));
     s.wait_ready();
-    let mut results = Vec::new();
+    let mut out = Vec::new();
     let mut open_siblings: Vec<String> = Vec::new();
+    let t_row = Instant::now();
     for (i, smp) in samples.iter().enumerate() {
         // Siblings: open the current sample's, close the previous ones.
         let want: Vec<String> = smp
@@ -424,55 +671,270 @@ fn run(
             "textDocument/didClose",
             json!({ "textDocument": { "uri": uri } }),
         );
-        let mut sc = Score {
-            n: 1,
-            ms,
-            ..Default::default()
-        };
-        let got = if r.get("error").is_some() {
-            sc.errors = 1;
-            String::new()
-        } else {
-            r["result"]["items"]
-                .get(0)
-                .and_then(|it| it["insertText"].as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        if got.is_empty() {
-            sc.empty = 1;
+        let error = r.get("error").is_some();
+        let got = r["result"]["items"]
+            .get(0)
+            .and_then(|it| it["insertText"].as_str())
+            .unwrap_or("")
+            .to_string();
+        out.push(score(smp, got, ms, error));
+        if (i + 1) % 50 == 0 {
+            eprintln!(
+                "  {}: {}/{} samples, {:.0} s",
+                row.name,
+                i + 1,
+                samples.len(),
+                t_row.elapsed().as_secs_f64()
+            );
         }
-        if first_line(&got) == first_line(&smp.expected) {
-            sc.exact = 1;
-        }
-        if first_code_line(&got) == first_code_line(&smp.expected) {
-            sc.loose = 1;
-        }
-        // Over as many lines as the removed text has: a longer (multi-line)
-        // suggestion is neither rewarded nor punished past the gap.
-        let lines = smp.expected.split('\n').count();
-        let got_span: Vec<&str> = got.split('\n').take(lines).collect();
-        sc.es = edit_similarity(got_span.join("\n").trim_end(), &smp.expected);
-        results.push((smp.lang.to_string(), smp.kind, sc, got));
     }
     // The context's token budgets should keep the engine from ever cutting
     // a prompt's head (a warning in the server's log).
     println!(
-        "prompts whose head the engine had to cut (naive: {naive}): {}",
+        "row {}: prompts whose head the engine had to cut: {}",
+        row.name,
         s.log_text().matches("cutting its head").count()
     );
     assert!(s.shutdown().success());
-    results
+    out
 }
 
-fn add(a: &mut Score, b: &Score) {
-    a.n += b.n;
-    a.exact += b.exact;
-    a.loose += b.loose;
-    a.es += b.es;
-    a.empty += b.empty;
-    a.errors += b.errors;
-    a.ms += b.ms;
+/// Wilson 95% interval of k successes in n, in percent.
+fn wilson(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let (z, n, p) = (1.96f64, n as f64, k as f64 / n as f64);
+    let d = 1.0 + z * z / n;
+    let c = (p + z * z / (2.0 * n)) / d;
+    let h = z * ((p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()) / d;
+    (100.0 * (c - h).max(0.0), 100.0 * (c + h).min(1.0))
+}
+
+fn pct_ci(k: usize, n: usize) -> String {
+    let (lo, hi) = wilson(k, n);
+    format!(
+        "{:.1}% [{lo:.1}, {hi:.1}]",
+        100.0 * k as f64 / n.max(1) as f64
+    )
+}
+
+fn mean_ci(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "—".into();
+    }
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    format!("{m:.3} ±{:.3}", 1.96 * (var / n).sqrt())
+}
+
+/// Paired bootstrap of sum(a)/sum(b) over the same samples: the ratio
+/// and its 95% interval.
+fn ratio_ci(a: &[bool], b: &[bool]) -> String {
+    let sum = |v: &[bool], idx: &[usize]| idx.iter().filter(|&&i| v[i]).count() as f64;
+    let all: Vec<usize> = (0..a.len()).collect();
+    let (sa, sb) = (sum(a, &all), sum(b, &all));
+    if sb == 0.0 {
+        return "—".into();
+    }
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let mut rs: Vec<f64> = (0..2000)
+        .map(|_| {
+            let idx: Vec<usize> = (0..a.len()).map(|_| rng.below(a.len())).collect();
+            let d = sum(b, &idx);
+            if d == 0.0 {
+                f64::INFINITY
+            } else {
+                sum(a, &idx) / d
+            }
+        })
+        .collect();
+    rs.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    format!("{:.2}× [{:.2}, {:.2}]", sa / sb, rs[50], rs[1949])
+}
+
+/// Prefix window budget use per language (issue 18: ≥ 90%), measured with
+/// the model's own vocabulary on the line-start samples whose text above
+/// the cursor is longer than the budget.
+fn window_use(samples: &[Sample], prefix_tokens: Option<u32>) {
+    let model = common::model_path();
+    let tok = match slm_ls::engine::Tokenizer::from_vocab_file(&model) {
+        Ok(t) => t,
+        Err(e) => return println!("window use: {e}"),
+    };
+    let mut cfg = Config::default();
+    if let Some(p) = prefix_tokens {
+        cfg.context.prefix_tokens = p;
+    }
+    let budgets = cfg.context_budgets();
+    let mut per: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for smp in samples.iter().filter(|s| s.pos == Pos::LineStart) {
+        let above = &smp.text[..smp.cursor];
+        if tok.count(above) < budgets.prefix_tokens as usize * 2 {
+            continue;
+        }
+        let path = smp.file.to_string_lossy();
+        let doc = Document::with_path(&smp.text, 0, smp.language_id, &path);
+        let cursor = above.chars().count();
+        let ctx = context::build_with(
+            &doc,
+            cursor,
+            &budgets,
+            &path,
+            true,
+            context::Head::Search(&[]),
+            &tok,
+        );
+        let used = tok.count(&ctx.input.prefix) + tok.count(&ctx.input.heal);
+        per.entry(smp.lang)
+            .or_default()
+            .push(used as f64 / budgets.prefix_tokens as f64);
+    }
+    println!("\nPrefix window: tokens used / budget ({} tokens), line-start samples with more text above than twice the budget", budgets.prefix_tokens);
+    println!("| language | samples | used/budget (mean, 95% CI) |\n|---|---|---|");
+    let mut all = Vec::new();
+    for (lang, v) in &per {
+        println!("| {lang} | {} | {} |", v.len(), mean_ci(v));
+        all.extend(v);
+    }
+    println!("| **all** | {} | {} |", all.len(), mean_ci(&all));
+}
+
+fn report(samples: &[Sample], rows: &[Row], answers: &[Vec<Answer>]) {
+    let idx = |f: &dyn Fn(&Sample) -> bool| -> Vec<usize> {
+        (0..samples.len()).filter(|&i| f(&samples[i])).collect()
+    };
+    let exact = |r: usize, ix: &[usize]| ix.iter().filter(|&&i| answers[r][i].exact).count();
+    let empty = |r: usize, ix: &[usize]| ix.iter().filter(|&&i| answers[r][i].empty).count();
+    let es =
+        |r: usize, ix: &[usize]| -> Vec<f64> { ix.iter().map(|&i| answers[r][i].es).collect() };
+    let ms = |r: usize, ix: &[usize]| {
+        ix.iter().map(|&i| answers[r][i].ms).sum::<f64>() / ix.len().max(1) as f64
+    };
+
+    println!("\n## Single-line: exact first line (95% CI)");
+    println!("| row | position | samples | exact | exact, tune half | exact, check half | edit sim. | empty | ms/req |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for pos in [Pos::LineStart, Pos::MidLine] {
+        for (r, row) in rows.iter().enumerate() {
+            let ix = idx(&|s| s.pos == pos);
+            let tune = idx(&|s| s.pos == pos && !s.check);
+            let check = idx(&|s| s.pos == pos && s.check);
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} ({:.1}%) | {:.0} |",
+                row.name,
+                pos.name(),
+                ix.len(),
+                pct_ci(exact(r, &ix), ix.len()),
+                pct_ci(exact(r, &tune), tune.len()),
+                pct_ci(exact(r, &check), check.len()),
+                mean_ci(&es(r, &ix)),
+                empty(r, &ix),
+                100.0 * empty(r, &ix) as f64 / ix.len().max(1) as f64,
+                ms(r, &ix),
+            );
+        }
+    }
+
+    let langs: Vec<&str> = {
+        let mut v: Vec<&str> = samples.iter().map(|s| s.lang).collect();
+        v.dedup();
+        v
+    };
+    println!("\n## Single-line exact per language (both positions)");
+    print!("| language | samples |");
+    for row in rows {
+        print!(" {} |", row.name);
+    }
+    println!();
+    println!("|---|---|{}", "---|".repeat(rows.len()));
+    for lang in &langs {
+        let ix = idx(&|s| s.lang == *lang && s.pos != Pos::Block);
+        print!("| {lang} | {} |", ix.len());
+        for r in 0..rows.len() {
+            print!(" {} |", pct_ci(exact(r, &ix), ix.len()));
+        }
+        println!();
+    }
+
+    if rows.len() > 1 {
+        println!(
+            "\n## Ratios of exact, paired bootstrap 95% CI (row / {})",
+            rows[1].name
+        );
+        println!("| row | position | all | tune half | check half |\n|---|---|---|---|---|");
+        for (r, row) in rows.iter().enumerate().filter(|(r, _)| *r != 1) {
+            for pos in [Pos::LineStart, Pos::MidLine] {
+                let col = |f: &dyn Fn(&Sample) -> bool| {
+                    let ix = idx(&|s| s.pos == pos && f(s));
+                    let a: Vec<bool> = ix.iter().map(|&i| answers[r][i].exact).collect();
+                    let b: Vec<bool> = ix.iter().map(|&i| answers[1][i].exact).collect();
+                    ratio_ci(&a, &b)
+                };
+                println!(
+                    "| {} | {} | {} | {} | {} |",
+                    row.name,
+                    pos.name(),
+                    col(&|_| true),
+                    col(&|s| !s.check),
+                    col(&|s| s.check)
+                );
+            }
+        }
+    }
+
+    let blocks = idx(&|s| s.pos == Pos::Block);
+    if !blocks.is_empty() {
+        println!("\n## Multi-line (block) samples: the rest of the block, line by line");
+        println!("| row | samples | lines exact (mean) | all lines exact | still parses | edit sim. | empty | ms/req |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for (r, row) in rows.iter().enumerate() {
+            let lines: Vec<f64> = blocks.iter().map(|&i| answers[r][i].lines).collect();
+            let parses = blocks.iter().filter(|&&i| answers[r][i].parses).count();
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                row.name,
+                blocks.len(),
+                mean_ci(&lines),
+                pct_ci(exact(r, &blocks), blocks.len()),
+                pct_ci(parses, blocks.len()),
+                mean_ci(&es(r, &blocks)),
+                empty(r, &blocks),
+                ms(r, &blocks),
+            );
+        }
+    }
+}
+
+/// QUALITY_DUMP=FILE: the samples as JSON lines (text before and after the
+/// cursor, the removed text, each row's answer), so that
+/// `benches/peer_llama_server.py --quality FILE` scores a peer on exactly
+/// the same samples.
+fn dump(path: &str, samples: &[Sample], rows: &[Row], answers: &[Vec<Answer>]) {
+    let mut out = String::new();
+    for (i, smp) in samples.iter().enumerate() {
+        let mut j = json!({
+            "lang": smp.lang,
+            "kind": smp.pos.name(),
+            "check": smp.check,
+            "file": smp.file.display().to_string(),
+            "prefix": &smp.text[..smp.cursor],
+            "suffix": &smp.text[smp.cursor..],
+            "expected": smp.expected,
+            "original_errors": smp.original_errors,
+        });
+        for (r, row) in rows.iter().enumerate() {
+            j[format!("row_{}", row.name)] = json!(answers[r][i].got);
+        }
+        if let Some(r) = rows.iter().position(|r| r.name == "default") {
+            j["slm_ls"] = json!(answers[r][i].got);
+        }
+        out += &j.to_string();
+        out.push('\n');
+    }
+    std::fs::write(path, out).expect("QUALITY_DUMP file");
+    println!("samples written to {path}");
 }
 
 fn main() {
@@ -483,166 +945,53 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    let per_lang = env("QUALITY_SAMPLES", 40) as usize;
+    let gaps = env("QUALITY_SAMPLES", 40) as usize;
+    let blocks = env("QUALITY_BLOCKS", 10) as usize;
     let seed = env("QUALITY_SEED", 7);
-    let max_tokens = env("QUALITY_MAX_TOKENS", 48) as u32;
     let threads = env("QUALITY_THREADS", 0) as u32;
-    let prefix_tokens = env("QUALITY_PREFIX_TOKENS", 512) as u32;
+    let prefix_tokens = std::env::var("QUALITY_PREFIX_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let langs: Option<Vec<String>> = std::env::var("QUALITY_LANGS")
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect());
-    let samples = build_samples(per_lang, seed, &langs);
+    let samples = build_samples(gaps, blocks, seed, &langs);
     assert!(!samples.is_empty(), "no source files found");
+    let rows = rows(threads, prefix_tokens);
     println!(
-        "slm-ls quality: {} samples (seed {seed}, up to {per_lang} per language, maxTokens {max_tokens}, prefixTokens {prefix_tokens}, extraTokens {})",
+        "slm-ls quality: {} samples ({} gaps × line-start and mid-line, {} blocks; seed {seed}; {} in the check half), rows: {}",
         samples.len(),
-        prefix_tokens / 4
+        samples.iter().filter(|s| s.pos == Pos::LineStart).count(),
+        samples.iter().filter(|s| s.pos == Pos::Block).count(),
+        samples.iter().filter(|s| s.check).count(),
+        rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
     );
+    window_use(&samples, prefix_tokens);
     let t0 = Instant::now();
-    // QUALITY_NAIVE=0 skips the baseline (e.g. to score a slower model):
-    // its columns print as "—".
-    let with_naive = env("QUALITY_NAIVE", 1) != 0;
-    let default = run(&samples, false, max_tokens, threads, prefix_tokens);
-    let naive = if with_naive {
-        run(&samples, true, max_tokens, threads, prefix_tokens)
-    } else {
-        let none = || (String::new(), Kind::Expr, Score::default(), String::new());
-        (0..samples.len()).map(|_| none()).collect()
-    };
+    let answers: Vec<Vec<Answer>> = rows.iter().map(|r| run(r, &samples)).collect();
     if let Ok(path) = std::env::var("QUALITY_DUMP") {
-        dump(&path, &samples, &default);
+        dump(&path, &samples, &rows, &answers);
     }
-    let verbose = std::env::var("QUALITY_VERBOSE").is_ok();
-    if verbose {
+    if std::env::var("QUALITY_VERBOSE").is_ok() {
         for (i, smp) in samples.iter().enumerate() {
             println!(
-                "--- {} {:?} {}:{}:{}\n  want {:?}\n  naive {:?}\n  deflt {:?}",
+                "--- {} {} {}:{}:{}\n  want {:?}",
                 smp.lang,
-                smp.kind,
+                smp.pos.name(),
                 smp.file.display(),
                 smp.line + 1,
                 smp.col,
                 smp.expected,
-                naive[i].3,
-                default[i].3
             );
-        }
-    }
-    let mut names: Vec<String> = Vec::new();
-    for smp in &samples {
-        if !names.contains(&smp.lang.to_string()) {
-            names.push(smp.lang.to_string());
-        }
-    }
-    println!();
-    println!("| language | samples | exact naive | exact default | ratio | loose naive | loose default | edit sim. naive | edit sim. default | empty default | ms/req naive | ms/req default |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut all = (Score::default(), Score::default());
-    let mut rows: Vec<(String, Score, Score)> = Vec::new();
-    for name in names
-        .iter()
-        .map(String::as_str)
-        .chain(["expr", "line", "block"])
-    {
-        let mut a = Score::default();
-        let mut b = Score::default();
-        for i in 0..samples.len() {
-            let by_kind = match name {
-                "expr" => Some(Kind::Expr),
-                "line" => Some(Kind::Line),
-                "block" => Some(Kind::Block),
-                _ => None,
-            };
-            let hit = match by_kind {
-                Some(k) => samples[i].kind == k,
-                None => samples[i].lang == name,
-            };
-            if hit {
-                add(&mut a, &naive[i].2);
-                add(&mut b, &default[i].2);
+            for (r, row) in rows.iter().enumerate() {
+                println!("  {:>8} {:?}", row.name, answers[r][i].got);
             }
         }
-        if by_kind_total(name) {
-            // per-kind rows are printed after the total
-        } else {
-            add(&mut all.0, &a);
-            add(&mut all.1, &b);
-        }
-        rows.push((name.to_string(), a, b));
     }
-    let print = |name: &str, a: &Score, b: &Score| {
-        let pct = |x: usize, n: usize| 100.0 * x as f64 / n.max(1) as f64;
-        if !with_naive {
-            println!(
-                "| {name} | {} | — | {:.1}% | — | — | {:.1}% | — | {:.3} | {} | — | {:.0} |",
-                b.n,
-                pct(b.exact, b.n),
-                pct(b.loose, b.n),
-                b.es / b.n.max(1) as f64,
-                b.empty,
-                b.ms / b.n.max(1) as f64,
-            );
-            return;
-        }
-        let ratio = match (a.exact, b.exact) {
-            (0, 0) => "=".to_string(),
-            (0, _) => "∞".to_string(),
-            (x, y) => format!("{:.2}×", y as f64 / x as f64),
-        };
-        println!(
-            "| {name} | {} | {:.1}% | {:.1}% | {ratio} | {:.1}% | {:.1}% | {:.3} | {:.3} | {} | {:.0} | {:.0} |",
-            a.n,
-            pct(a.exact, a.n),
-            pct(b.exact, b.n),
-            pct(a.loose, a.n),
-            pct(b.loose, b.n),
-            a.es / a.n.max(1) as f64,
-            b.es / b.n.max(1) as f64,
-            b.empty,
-            a.ms / a.n.max(1) as f64,
-            b.ms / b.n.max(1) as f64,
-        );
-    };
-    for (name, a, b) in &rows {
-        if name == "expr" {
-            print("**all**", &all.0, &all.1);
-        }
-        let label = if by_kind_total(name) {
-            format!("kind: {name}")
-        } else {
-            name.clone()
-        };
-        print(&label, a, b);
-    }
-    let errors: usize = naive.iter().chain(&default).map(|r| r.2.errors).sum();
+    report(&samples, &rows, &answers);
+    let errors: usize = answers.iter().flatten().filter(|a| a.error).count();
     println!(
-        "\n(errors: {errors}; wall time {:.0} s; exact = first line equal, trailing spaces ignored; loose = first non-blank lines equal, trimmed; edit sim. over as many lines as were removed)",
+        "\n(errors: {errors}; wall time {:.0} s; exact = first line equal, trailing spaces ignored; edit sim. over the first line, or the block's lines)",
         t0.elapsed().as_secs_f64()
     );
-}
-
-/// QUALITY_DUMP=FILE: the samples as JSON lines (text before and after the
-/// gap, the removed text, slm-ls's answer), so that
-/// `benches/peer_llama_server.py --quality FILE` scores a peer on exactly
-/// the same gaps.
-fn dump(path: &str, samples: &[Sample], default: &[(String, Kind, Score, String)]) {
-    let mut out = String::new();
-    for (smp, got) in samples.iter().zip(default) {
-        out += &json!({
-            "lang": smp.lang,
-            "kind": format!("{:?}", smp.kind).to_lowercase(),
-            "prefix": &smp.text[..smp.cursor],
-            "suffix": &smp.text[smp.cursor..],
-            "expected": smp.expected,
-            "slm_ls": got.3,
-        })
-        .to_string();
-        out.push('\n');
-    }
-    std::fs::write(path, out).expect("QUALITY_DUMP file");
-    println!("samples written to {path}");
-}
-
-fn by_kind_total(name: &str) -> bool {
-    matches!(name, "expr" | "line" | "block")
 }

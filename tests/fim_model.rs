@@ -164,3 +164,22 @@ fn definitions_from_another_open_file_reach_the_model() {
     );
     assert!(s.shutdown().success());
 }
+
+/// Issue 18's regression: at an indented empty line the prompt used to
+/// leave the whole indentation out (token healing) and make the model
+/// write it first; it lost the nesting level and ran away into 50 spaces
+/// (nothing shown). The kept indentation says the `else:` body is being
+/// written: the model decrements.
+#[test]
+fn an_else_body_at_its_indentation_gets_code_at_that_depth() {
+    let mut s = server();
+    let src = "def balanced(text):\n    depth = 0\n    for ch in text:\n        if ch == \"(\":\n            depth += 1\n        else:\n            $0\n        if depth < 0:\n            return False\n    return depth == 0\n";
+    let got = complete(&mut s, "file:///w/balanced.py", "python", src);
+    assert_suggestion_at_indent(&got);
+    assert_eq!(
+        got.lines().next().unwrap().trim_end(),
+        "depth -= 1",
+        "{got:?}"
+    );
+    assert!(parses(Lang::Python, &accept(src, &got)), "{got:?}");
+}

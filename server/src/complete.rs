@@ -272,8 +272,8 @@ mod tests {
         let src = "def f(x):\n    ";
         let shown = prep_at_end(src);
         assert_eq!(
-            shown.ctx.input.heal, "    ",
-            "the indentation before the cursor is healed"
+            shown.ctx.input.heal, " ",
+            "the last space of the indentation is healed"
         );
         cache.insert(&shown, "a.py", "return x");
         assert_eq!(cache.get(shown.key).as_deref(), Some("return x"));

@@ -131,9 +131,15 @@ pub struct ContextConfig {
     pub extra_tokens: u32,
     /// [context] Complete inside comments too (off: no request there).
     pub comments: bool,
-    /// [context] Baseline for the quality benchmark: a plain line window,
-    /// no cross-file snippets, no skipping, no post-processing.
+    /// [context] Baseline for the quality benchmark (the plain-FIM floor):
+    /// a plain window of exactly the token budgets around the cursor, PSM
+    /// order, no healing, no cross-file snippets, no skipping, no
+    /// post-processing.
     pub naive: bool,
+    /// Token healing: leave the space, tab or punctuation character right
+    /// before the cursor out of the prompt and make the model write it
+    /// first (see `context::heal`). Exists to measure it (quality bench).
+    pub heal: bool,
 }
 
 impl Default for ContextConfig {
@@ -147,6 +153,7 @@ impl Default for ContextConfig {
             extra_tokens: 128,
             comments: false,
             naive: false,
+            heal: true,
         }
     }
 }

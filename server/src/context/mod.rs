@@ -7,11 +7,13 @@
 //! does not grow with file size; with a syntax tree it also walks the
 //! cursor's ancestors and the file's top-level nodes above the window.
 //!
-//! Cache-friendly windowing: the prefix window starts on a line that is a
-//! multiple of [`WINDOW_STEP`] (moved down to the next syntax boundary when
-//! the document has a tree), so the head of the prompt — cross-file
-//! snippets, kept imports and scope headers, then the window's first lines
-//! — stays byte-identical while the cursor moves or the user types.
+//! Cache-friendly windowing: the prefix window's first line moves in
+//! steps of a few lines (moved down to the next syntax boundary when the
+//! document has a tree), and does not depend on the cursor's line, so the
+//! head of the prompt — cross-file snippets, kept imports and scope
+//! headers, then the window's first lines — stays byte-identical while the
+//! user types on a line; a start that moves by a step is found again, as
+//! shifted chunks, in the KV cache.
 //!
 //! Parts:
 //! - [`window`]: the scope-aware prefix window and the header kept above it.
@@ -32,9 +34,6 @@ use crate::syntax::Lang;
 
 pub use crossfile::OtherDoc;
 pub use when::Skip;
-
-/// The prefix window's first line moves in steps of this many lines.
-pub const WINDOW_STEP: usize = 32;
 
 /// Characters-per-token first guess for source code, used to turn token
 /// budgets into rope windows before measuring them with [`TokenCount`].
@@ -62,26 +61,49 @@ impl TokenCount for Estimate {
 /// character budget, returning it and the text to count, which `fit`
 /// hands back with the window; the first guess is
 /// [`CHARS_PER_TOKEN`] per token, and while the real count is over budget
-/// the character budget shrinks by the measured ratio (with 5% room). A
-/// window within budget on the first try is kept as is, so sparse code
-/// keeps exactly the window it had (no re-cut per keystroke: the window
-/// start moves in coarse steps and the prompt head stays cached).
+/// the character budget shrinks by the measured ratio (with 5% room).
+/// With `grow`, a window under 90% of its budget is re-cut larger by the
+/// measured ratio too (most code is sparser than the first guess: the
+/// prefix window used ~94 of 384 tokens), keeping the largest cut within
+/// budget. Every cut is a function of the text the caller counts (the
+/// lines above the cursor's line), so typing on a line re-cuts nothing.
 pub fn fit<T>(
     tokens: &dyn TokenCount,
     budget_tokens: usize,
+    grow: bool,
     mut cut: impl FnMut(usize) -> (T, String),
 ) -> (T, String) {
     let mut chars = budget_tokens * CHARS_PER_TOKEN;
-    let mut tries = 0;
-    loop {
+    // The largest cut within budget so far.
+    let mut best: Option<(T, String)> = None;
+    let mut prev_len = None;
+    for tries in 0..5 {
         let (window, text) = cut(chars);
         let n = tokens.count(&text);
-        tries += 1;
-        if n <= budget_tokens || chars == 0 || tries == 4 {
-            return (window, text);
+        if n > budget_tokens {
+            if best.is_some() || chars == 0 || tries == 4 {
+                // Grew past the budget (the last cut within it stands), or
+                // cannot shrink any further.
+                return best.unwrap_or((window, text));
+            }
+            let scaled = chars as f64 * budget_tokens as f64 / n as f64 * 0.95;
+            chars = (scaled as usize).min(chars - 1);
+            continue;
         }
-        let scaled = chars as f64 * budget_tokens as f64 / n as f64 * 0.95;
-        chars = (scaled as usize).min(chars - 1);
+        // Growing no longer adds text: the window reached the file's start.
+        let unchanged = prev_len == Some(text.len());
+        prev_len = Some(text.len());
+        let enough = n * 10 >= budget_tokens * 9;
+        best = Some((window, text));
+        if !grow || enough || unchanged || n == 0 {
+            break;
+        }
+        let scaled = chars as f64 * budget_tokens as f64 / n as f64 * 0.97;
+        chars = (scaled as usize).max(chars + 1);
+    }
+    match best {
+        Some(b) => b,
+        None => cut(chars),
     }
 }
 
@@ -91,7 +113,7 @@ pub fn fit<T>(
 pub const MAX_LINE_CHARS: usize = 2048;
 
 /// A window that starts inside a very long line starts on a multiple of
-/// this many chars (coarse, like [`WINDOW_STEP`] for lines).
+/// this many chars (coarse, like the window's line steps).
 pub const CHAR_STEP: usize = 256;
 
 /// How the document indents.
@@ -193,11 +215,13 @@ pub fn build_with(
 
     // Prefix: a token-budgeted window (plus, with a tree, the imports and
     // enclosing headers it cut off).
-    let ((start_char, mut prefix), _) = fit(tokens, cfg.prefix_tokens as usize, |budget| {
-        let win = window::prefix(doc, tree.as_ref(), cursor, budget);
+    let ((start_char, mut prefix), _) = fit(tokens, cfg.prefix_tokens as usize, true, |budget| {
+        let win = window::prefix(doc, tree.as_ref(), cursor, budget, naive);
         let mut start_char = win.start_char;
-        if cursor - start_char > budget {
+        if cursor - line_start > budget {
             // Inside one very long line: start within it, in coarse steps.
+            // (Only the cursor's line decides: the lines above may fill
+            // the budget, and the typed part of the line comes on top.)
             let want = cursor - budget;
             start_char = (want.div_ceil(CHAR_STEP) * CHAR_STEP).min(cursor);
         }
@@ -210,7 +234,7 @@ pub fn build_with(
         };
         ((start_char, prefix), above)
     });
-    let healed = heal(&prefix, &line_prefix, naive);
+    let healed = heal(&prefix, &line_prefix, cfg.heal && !naive);
     prefix.truncate(prefix.len() - healed.len());
     // The typed part of the cursor's line (the prompt may put it after the
     // FIM middle marker; see `engine::prompt`). The naive baseline keeps
@@ -222,7 +246,7 @@ pub fn build_with(
     };
 
     // Suffix: the rest of the line and following lines, within budget.
-    let (suffix_end, suffix) = fit(tokens, cfg.suffix_tokens as usize, |sbudget| {
+    let (suffix_end, suffix) = fit(tokens, cfg.suffix_tokens as usize, false, |sbudget| {
         let mut suffix_end = line_end;
         let mut l = line + 1;
         while l < rope.len_lines() {
@@ -305,24 +329,26 @@ pub fn build_with(
     }
 }
 
-/// The whitespace before the cursor that the prompt leaves out (see
-/// [`PromptInput::heal`]): the whole indentation on a line that holds only
-/// indentation (BPE vocabularies split a run of spaces before code as
-/// `"   "` + `" return"`, so a prompt ending in the full run is one the
-/// model never saw, and it answered with one space too few or nothing),
-/// else the one space or tab right before the cursor, else one punctuation
-/// character that BPE vocabularies merge with what follows (`!(`, `.get`,
-/// `::`, `[0`): a prompt ending in a lone `!` made the model write `!(…`
-/// again after `assert_eq!`.
-fn heal(prefix: &str, line_prefix: &str, naive: bool) -> String {
-    if naive {
+/// The text before the cursor that the prompt leaves out (see
+/// [`PromptInput::heal`]): the one space or tab right before the cursor,
+/// else one punctuation character that BPE vocabularies merge with what
+/// follows (`!(`, `.get`, `::`, `[0`): a prompt ending in a lone `!` made
+/// the model write `!(…` again after `assert_eq!`.
+///
+/// On a line of indentation only, only the *last* space or tab is left
+/// out, never the whole indentation: code models' pre-tokenizers split
+/// `"\n            depth"` as `"\n"`, 11 spaces, `" depth"`, so a prompt
+/// ending in 11 spaces with the model made to write `" "` first is exactly
+/// what it saw in training, and the indentation it keeps tells the model
+/// the nesting level. Healing the whole indentation lost that: the model
+/// re-typed indentation at the wrong depth, or ran away into whitespace
+/// (issue 18: 9 empty answers in 104 held-out holes).
+///
+/// `enabled` is `context.heal` (off: the prompt ends exactly at the
+/// cursor, as the plain-FIM floor does).
+fn heal(prefix: &str, line_prefix: &str, enabled: bool) -> String {
+    if !enabled {
         return String::new();
-    }
-    if !line_prefix.is_empty()
-        && line_prefix.chars().all(|c| c == ' ' || c == '\t')
-        && prefix.ends_with(line_prefix)
-    {
-        return line_prefix.to_string();
     }
     match prefix.chars().next_back() {
         Some(c @ (' ' | '\t' | '!' | '(' | '.' | '[' | ':')) if line_prefix.ends_with(c) => {

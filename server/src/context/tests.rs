@@ -141,21 +141,71 @@ fn empty_block_body_and_blank_line_in_a_block_are_multiline() {
 }
 
 #[test]
-fn window_start_moves_in_steps() {
+fn window_start_moves_in_steps_and_not_while_typing() {
     let cfg = wide();
     for lang in ["python", "text"] {
         let body: String = (0..600).map(|i| format!("line_{i:03} = {i}\n")).collect();
-        let doc = Document::new(&body, 0, lang);
-        let start_of = |line: usize| {
-            let cursor = doc.rope.line_to_char(line);
+        let start_of = |line: usize, typed: &str| {
+            let mut text = body.clone();
+            let at = text.match_indices('\n').nth(line - 1).unwrap().0 + 1;
+            text.insert_str(at, typed);
+            let doc = Document::new(&text, 0, lang);
+            let cursor = doc.rope.line_to_char(line) + typed.chars().count();
             let c = build(&doc, cursor, &cfg, "a.py", true);
-            c.input.prefix.lines().next().unwrap_or("").to_string()
+            let first = c.input.prefix.lines().next().unwrap_or("").to_string();
+            first[5..8].parse::<usize>().unwrap()
         };
-        // Moving the cursor a few lines keeps the same first line.
-        assert_eq!(start_of(450), start_of(451));
-        let first = start_of(450);
-        let n: usize = first[5..8].parse().unwrap();
-        assert_eq!(n % WINDOW_STEP, 0, "{lang}: {first}");
+        // Typing on the cursor's line keeps the same first line.
+        let first = start_of(450, "");
+        for typed in [
+            "x",
+            "x = 1",
+            "x = some_call(argument_one, argument_two) + 1",
+        ] {
+            assert_eq!(start_of(450, typed), first, "{lang}: typed {typed:?}");
+        }
+        // The start moves in steps of a few lines as lines are added.
+        let starts: Vec<usize> = (450..470).map(|l| start_of(l, "")).collect();
+        let moves = starts.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(moves > 0 && moves < starts.len() / 2, "{lang}: {starts:?}");
+    }
+}
+
+/// The prefix window uses its token budget (issue 18: steps of 32 lines
+/// and a fixed header reserve left a quarter of it used).
+#[test]
+fn prefix_window_uses_most_of_its_budget() {
+    for (path, line) in [
+        (
+            "a.py",
+            "        total = compute(values[index], offset) + 1\n",
+        ),
+        (
+            "a.rs",
+            "        let total = compute(&values[index], offset)?;\n",
+        ),
+        ("a.go", "\t\ttotal := compute(values[index], offset)\n"),
+    ] {
+        let head = match path {
+            "a.py" => "def f(values, offset):\n    for index in range(10):\n",
+            "a.rs" => "fn f(values: &[u8], offset: u8) {\n    for index in 0..10 {\n",
+            _ => "func f(values []int, offset int) {\n\tfor index := 0; index < 10; index++ {\n",
+        };
+        let src = format!(
+            "{head}{}{}$0\n",
+            line.repeat(300),
+            &line[..line.len() - line.trim_start().len()]
+        );
+        let cfg = ContextConfig {
+            prefix_tokens: 384,
+            ..Default::default()
+        };
+        let c = fixture_with(path, &src, &cfg, &[]);
+        let used = Estimate.count(&c.input.prefix);
+        assert!(
+            used * 10 >= 384 * 9 && used <= 384,
+            "{path}: {used} of 384 tokens"
+        );
     }
 }
 

@@ -1,26 +1,38 @@
 //! The prefix window: which lines above the cursor the model sees.
 //!
-//! 1. Walk back whole lines from the cursor until the budget (less a
-//!    reserve for the header) is spent; round the first line *up* to a
-//!    multiple of [`WINDOW_STEP`] so it moves in coarse steps.
+//! 1. Walk back whole lines from the cursor until the budget (less what
+//!    the header takes) is spent; round the first line *up* to a multiple
+//!    of [`step_for`] lines so it moves in steps, not on every line.
 //! 2. With a tree, move the first line down to the next syntax boundary
 //!    (a line that starts a statement or declaration, not the middle of an
-//!    expression, string or comment), at most one step.
+//!    expression, string or comment), at most [`BOUNDARY_SEARCH`] lines.
 //! 3. With a tree, keep what the cut removed and matters: the file's
 //!    imports and the headers (signature, class/impl line) of the
 //!    definitions enclosing the cursor, in document order. The header is a
 //!    function of the file's structure above the window, so it is as
 //!    stable as the window start.
+//!
+//! Budget use (issue 18): the window is what the model knows of the file,
+//! and its prefill is paid once per document (later keystrokes reuse it),
+//! so it should use its budget. Steps of 32 lines, a boundary search of
+//! 32 more and a fixed quarter reserved for a header that is often empty
+//! left ~94 of 384 tokens used; now the step is a few lines, the boundary
+//! search takes the nearest boundary, and the header takes only what it uses.
+//! A window start that moves by a step re-uses its shifted chunks from
+//! the KV cache (`engine::reuse`), so small steps cost little.
 
 use ropey::Rope;
 use tree_sitter::{Node, Tree};
 
-use super::WINDOW_STEP;
 use crate::document::Document;
 use crate::syntax::kinds;
 
 /// Share of the prefix budget reserved for the header.
 const HEADER_SHARE: usize = 4; // 1/4
+/// How many lines down the window start may move to find a syntax
+/// boundary: a statement spans a few lines, rarely more (the nearest
+/// boundary is taken, so only what lies before it is given up).
+const BOUNDARY_SEARCH: usize = 12;
 /// Longest single header item (an import or a signature), in chars.
 const MAX_ITEM_CHARS: usize = 400;
 
@@ -32,51 +44,50 @@ pub struct Window {
     pub header: String,
 }
 
-pub fn prefix(doc: &Document, tree: Option<&Tree>, cursor: usize, budget: usize) -> Window {
+/// `budget` is in chars (see `context::fit`); `plain` (the quality
+/// bench's plain-FIM floor) takes exactly the whole lines that fit: no
+/// step, no boundary, no header.
+pub fn prefix(
+    doc: &Document,
+    tree: Option<&Tree>,
+    cursor: usize,
+    budget: usize,
+    plain: bool,
+) -> Window {
     let rope = &doc.rope;
     let line = rope.char_to_line(cursor);
-    let reserve = if tree.is_some() {
-        budget / HEADER_SHARE
-    } else {
-        0
-    };
-    let window_budget = budget - reserve;
-
-    // The cursor's line is not counted: the window start then depends on
-    // the lines above only, and stays put while the user types on a line
-    // (counting the typed text moved it every few words, and each move
-    // re-evaluated the whole prompt after the head).
-    let mut start_line = line;
-    let mut chars = 0;
-    while start_line > 0 {
-        let len = rope.line(start_line - 1).len_chars();
-        if chars + len > window_budget {
-            break;
-        }
-        chars += len;
-        start_line -= 1;
-    }
-    if start_line > 0 {
-        let step = step_for(window_budget);
-        start_line = start_line.div_ceil(step) * step;
-        start_line = start_line.min(line);
-    }
+    let tree = tree.filter(|_| !plain);
+    let step = if plain { 1 } else { step_for(budget) };
+    let mut start_line = start_for(rope, tree, line, budget, step);
     let mut header = String::new();
     if let (Some(tree), true) = (tree, start_line > 0) {
-        if let Some(b) =
-            (start_line..line.min(start_line + WINDOW_STEP)).find(|&l| is_boundary(rope, tree, l))
-        {
-            start_line = b;
-        }
         let indent_scoped = doc.lang().is_some_and(|l| l.indent_scoped());
-        header = header_above(
-            rope,
-            tree,
-            indent_scoped,
-            cursor,
-            rope.line_to_byte(start_line),
-            reserve,
-        );
+        let header_at = |start: usize| {
+            header_above(
+                rope,
+                tree,
+                indent_scoped,
+                cursor,
+                rope.line_to_byte(start),
+                budget / HEADER_SHARE,
+            )
+        };
+        header = header_at(start_line);
+        if !header.is_empty() {
+            // The header takes what it uses, not a fixed share; a later
+            // start can cut one more scope off, whose header then joins.
+            let later = start_for(
+                rope,
+                Some(tree),
+                line,
+                budget.saturating_sub(header.len()),
+                step,
+            );
+            if later != start_line {
+                start_line = later;
+                header = header_at(start_line);
+            }
+        }
     }
     Window {
         start_line,
@@ -85,11 +96,44 @@ pub fn prefix(doc: &Document, tree: Option<&Tree>, cursor: usize, budget: usize)
     }
 }
 
-/// The window start's step: [`WINDOW_STEP`] lines, less for budgets so
-/// small that rounding up by 32 lines could empty the window (a function
-/// of the configured budget only, so it is as stable as the budget).
+/// The first line of a window of at most `budget` chars that ends before
+/// the cursor's line, rounded up to a multiple of `step` and moved down to
+/// the nearest syntax boundary below it.
+fn start_for(rope: &Rope, tree: Option<&Tree>, line: usize, budget: usize, step: usize) -> usize {
+    // The cursor's line is not counted: the window start then depends on
+    // the lines above only, and stays put while the user types on a line
+    // (counting the typed text moved it every few words, and each move
+    // re-evaluated the whole prompt after the head).
+    let mut start_line = line;
+    let mut chars = 0;
+    while start_line > 0 {
+        let len = rope.line(start_line - 1).len_chars();
+        if chars + len > budget {
+            break;
+        }
+        chars += len;
+        start_line -= 1;
+    }
+    if start_line == 0 {
+        return 0;
+    }
+    start_line = (start_line.div_ceil(step) * step).min(line);
+    if let Some(tree) = tree {
+        let search = step.max(BOUNDARY_SEARCH);
+        if let Some(b) =
+            (start_line..line.min(start_line + search)).find(|&l| is_boundary(rope, tree, l))
+        {
+            start_line = b;
+        }
+    }
+    start_line
+}
+
+/// The window start's step: a few lines (about a tenth of the window),
+/// between 2 and 8; a function of the configured budget only, so it is as
+/// stable as the budget.
 pub fn step_for(window_budget_chars: usize) -> usize {
-    (window_budget_chars / 100).clamp(4, WINDOW_STEP)
+    (window_budget_chars / 400).clamp(2, 8)
 }
 
 /// Does `line` start a statement/declaration (a child of a container)?

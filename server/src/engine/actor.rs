@@ -755,10 +755,16 @@ impl Engine<'_> {
         let mut best: Option<(f32, u32)> = None;
         for &t in &pieces.by_first[forced[0] as usize] {
             let p = &pieces.bytes[t as usize];
+            // A token that carries the forced text and then more
+            // whitespace would re-indent by itself (a forced `" "` taken as
+            // `"    "` ran away into 50 spaces): after forced whitespace the
+            // token must go on with code, or end.
             let agrees = if p.len() <= forced.len() {
                 forced.starts_with(p)
             } else {
                 p.starts_with(forced)
+                    && !(forced.last().is_some_and(|b| matches!(b, b' ' | b'\t'))
+                        && matches!(p[forced.len()], b' ' | b'\t' | b'\n' | b'\r'))
             };
             let l = logits.get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
             if agrees && best.is_none_or(|(b, _)| l > b) {

@@ -149,7 +149,7 @@ fn user_text_never_becomes_control_tokens() {
 
 /// Token budgets are measured with the model's own vocabulary: dense code
 /// (~1.5 chars per token) and sparse code both end up within budget, and
-/// sparse code keeps its first window (no re-cut).
+/// use at least 90% of it.
 #[test]
 fn context_windows_stay_within_their_token_budgets() {
     use crate::config::ContextConfig;
@@ -193,16 +193,18 @@ fn context_windows_stay_within_their_token_budgets() {
         );
         assert!(p <= 256, "{name}: prefix {p} tokens > 256");
         assert!(s <= 64, "{name}: suffix {s} tokens > 64");
+        // Issue 18: the window uses its budget, dense or sparse (the
+        // chars-per-token guess alone used ~40% of it on sparse code).
+        assert!(p * 10 >= 256 * 9, "{name}: {p} of 256 prefix tokens used");
         if name == "dense" {
-            assert!(p >= 256 / 2, "{name}: the budget is used ({p} tokens)");
             assert!(
                 tok.count(&estimated.input.prefix) > 256,
                 "the chars-per-token guess alone overshoots on dense code"
             );
         } else {
-            assert_eq!(
-                c.input.prefix, estimated.input.prefix,
-                "sparse code: no re-cut"
+            assert!(
+                tok.count(&estimated.input.prefix) < p,
+                "the chars-per-token guess alone undershoots on sparse code"
             );
         }
     }
