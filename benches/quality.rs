@@ -53,13 +53,15 @@
 //! python,rust,javascript,cpp,go,java; QUALITY_ROWS, default
 //! `default,plain`; QUALITY_THREADS, model threads, default 0 = all cores;
 //! QUALITY_PREFIX_TOKENS, prefix budget, default: the product's;
-//! QUALITY_VERBOSE=1 prints every sample; QUALITY_DUMP=FILE; SLM_LS_MODEL
-//! picks another model for every row).
+//! QUALITY_VERBOSE=1 prints every sample; QUALITY_HALF=tune|check keeps one
+//! half; QUALITY_LOG=FILE appends each answer as it comes; QUALITY_DUMP=FILE; SLM_LS_MODEL picks another model for every
+//! row; QUALITY_ROWS= (empty) only measures the window's budget use).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -228,8 +230,9 @@ fn corpora() -> Vec<(&'static str, &'static str, Lang, Vec<PathBuf>)> {
     // Go's own standard library (Debian: `apt-get install golang-src`),
     // else the few Go files in git's contrib docs.
     let mut go = Vec::new();
-    let mut roots: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
-        .into_iter()
+    let mut roots: Vec<PathBuf> = ["/usr/lib", "/usr/share"]
+        .iter()
+        .flat_map(std::fs::read_dir)
         .flatten()
         .flatten()
         .map(|e| e.path())
@@ -237,6 +240,7 @@ fn corpora() -> Vec<(&'static str, &'static str, Lang, Vec<PathBuf>)> {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("go-"))
         })
+        .filter(|p| p.join("src").is_dir())
         .collect();
     roots.sort();
     for pkg in [
@@ -639,6 +643,13 @@ fn run(row: &Row, samples: &[Sample]) -> Vec<Answer> {
     let mut out = Vec::new();
     let mut open_siblings: Vec<String> = Vec::new();
     let t_row = Instant::now();
+    let mut progress = std::env::var("QUALITY_LOG").ok().map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .expect("QUALITY_LOG file")
+    });
     for (i, smp) in samples.iter().enumerate() {
         // Siblings: open the current sample's, close the previous ones.
         let want: Vec<String> = smp
@@ -677,7 +688,18 @@ fn run(row: &Row, samples: &[Sample]) -> Vec<Answer> {
             .and_then(|it| it["insertText"].as_str())
             .unwrap_or("")
             .to_string();
-        out.push(score(smp, got, ms, error));
+        let a = score(smp, got, ms, error);
+        if let Some(log) = &mut progress {
+            // One line per answer as it comes: a run cut short still says
+            // what it measured.
+            let line = json!({
+                "row": row.name, "i": i, "lang": smp.lang, "pos": smp.pos.name(),
+                "check": smp.check, "exact": a.exact, "empty": a.empty, "lines": a.lines,
+                "ms": a.ms, "expected": smp.expected, "got": a.got,
+            });
+            let _ = writeln!(log, "{line}");
+        }
+        out.push(a);
         if (i + 1) % 50 == 0 {
             eprintln!(
                 "  {}: {}/{} samples, {:.0} s",
@@ -787,6 +809,17 @@ fn window_use(samples: &[Sample], prefix_tokens: Option<u32>) {
             &tok,
         );
         let used = tok.count(&ctx.input.prefix) + tok.count(&ctx.input.heal);
+        if std::env::var("QUALITY_VERBOSE").is_ok()
+            && used * 10 < budgets.prefix_tokens as usize * 9
+        {
+            println!(
+                "--- window {used} of {} tokens: {}:{}\n{}",
+                budgets.prefix_tokens,
+                smp.file.display(),
+                smp.line + 1,
+                ctx.input.prefix
+            );
+        }
         per.entry(smp.lang)
             .or_default()
             .push(used as f64 / budgets.prefix_tokens as f64);
@@ -955,9 +988,17 @@ fn main() {
     let langs: Option<Vec<String>> = std::env::var("QUALITY_LANGS")
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect());
-    let samples = build_samples(gaps, blocks, seed, &langs);
+    let mut samples = build_samples(gaps, blocks, seed, &langs);
+    // QUALITY_HALF=tune: only the half that may be looked at while
+    // changing the pipeline (QUALITY_HALF=check: only the held-out half).
+    match std::env::var("QUALITY_HALF").as_deref() {
+        Ok("tune") => samples.retain(|s| !s.check),
+        Ok("check") => samples.retain(|s| s.check),
+        _ => {}
+    }
     assert!(!samples.is_empty(), "no source files found");
     let rows = rows(threads, prefix_tokens);
+    // QUALITY_ROWS= (empty): only the window's budget use (no model run).
     println!(
         "slm-ls quality: {} samples ({} gaps × line-start and mid-line, {} blocks; seed {seed}; {} in the check half), rows: {}",
         samples.len(),
@@ -967,6 +1008,9 @@ fn main() {
         rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
     );
     window_use(&samples, prefix_tokens);
+    if rows.is_empty() {
+        return;
+    }
     let t0 = Instant::now();
     let answers: Vec<Vec<Answer>> = rows.iter().map(|r| run(r, &samples)).collect();
     if let Ok(path) = std::env::var("QUALITY_DUMP") {

@@ -45,12 +45,16 @@ fn main() -> ExitCode {
 
 /// stderr logging: `RUST_LOG` when set; otherwise warnings and errors,
 /// plus info when the editor asked for a trace (`client_log.rs`).
+/// llama.cpp's own log shows only its errors by default: its load-time
+/// warnings (`control-looking token ... probably a bug in the model` for
+/// the default model) are about the model file, not something a user can
+/// act on (`RUST_LOG=llama-cpp-2=debug` shows them all).
 fn init_logging() {
     use tracing_subscriber::prelude::*;
     let (filter, from_env) = match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(f) => (f, true),
         Err(_) => (
-            tracing_subscriber::EnvFilter::new("info,llama-cpp-2=warn"),
+            tracing_subscriber::EnvFilter::new("info,llama-cpp-2=error"),
             false,
         ),
     };

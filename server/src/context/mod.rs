@@ -74,35 +74,53 @@ pub fn fit<T>(
     mut cut: impl FnMut(usize) -> (T, String),
 ) -> (T, String) {
     let mut chars = budget_tokens * CHARS_PER_TOKEN;
-    // The largest cut within budget so far.
+    // The largest cut within budget so far, and its char budget; the
+    // smallest char budget seen over the token budget.
     let mut best: Option<(T, String)> = None;
+    let mut lo = 0usize;
+    let mut hi: Option<usize> = None;
     let mut prev_len = None;
-    for tries in 0..5 {
+    for _ in 0..6 {
         let (window, text) = cut(chars);
         let n = tokens.count(&text);
         if n > budget_tokens {
-            if best.is_some() || chars == 0 || tries == 4 {
-                // Grew past the budget (the last cut within it stands), or
-                // cannot shrink any further.
+            hi = Some(chars);
+            if chars == 0 {
                 return best.unwrap_or((window, text));
             }
-            let scaled = chars as f64 * budget_tokens as f64 / n as f64 * 0.95;
-            chars = (scaled as usize).min(chars - 1);
-            continue;
+            if best.is_none() {
+                // Shrink by the measured ratio (5% room).
+                let scaled = chars as f64 * budget_tokens as f64 / n as f64 * 0.95;
+                chars = (scaled as usize).min(chars - 1);
+                continue;
+            }
+        } else {
+            // Growing no longer adds text: the window reached the file's start.
+            let unchanged = prev_len == Some(text.len());
+            prev_len = Some(text.len());
+            let enough = n * 10 >= budget_tokens * 9;
+            lo = chars;
+            best = Some((window, text));
+            if !grow || enough || unchanged || n == 0 {
+                break;
+            }
+            if hi.is_none() {
+                let scaled = chars as f64 * budget_tokens as f64 / n as f64 * 0.97;
+                chars = (scaled as usize).max(chars + 1);
+                continue;
+            }
         }
-        // Growing no longer adds text: the window reached the file's start.
-        let unchanged = prev_len == Some(text.len());
-        prev_len = Some(text.len());
-        let enough = n * 10 >= budget_tokens * 9;
-        best = Some((window, text));
-        if !grow || enough || unchanged || n == 0 {
+        // Between a cut within budget and one over it (windows move in
+        // whole lines and steps): bisect.
+        let h = hi.unwrap_or(chars);
+        if h <= lo + 1 {
             break;
         }
-        let scaled = chars as f64 * budget_tokens as f64 / n as f64 * 0.97;
-        chars = (scaled as usize).max(chars + 1);
+        chars = lo + (h - lo) / 2;
     }
     match best {
         Some(b) => b,
+        // Still over budget after every shrink: the smallest cut.
         None => cut(chars),
     }
 }
