@@ -14,7 +14,7 @@
 //!
 //! Shared machinery: [`http`] (one blocking POST with bounded retries and
 //! specific errors), [`sse`] (SSE and NDJSON framing), [`redact`] (secrets
-//! out of every outgoing text), [`glob`] (the `neverSend` file patterns),
+//! out of every outgoing text, with [`secrets`]: gitleaks' rule catalog), [`glob`] (the `neverSend` file patterns),
 //! [`stats`] (token counts and cost).
 //!
 //! **Invariant: nothing here runs unless the user invoked a remote command
@@ -42,6 +42,7 @@ pub mod explain;
 pub mod glob;
 pub mod http;
 pub mod redact;
+pub mod secrets;
 pub mod sse;
 pub mod stats;
 
