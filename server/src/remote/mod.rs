@@ -97,6 +97,9 @@ pub enum RemoteError {
     Truncated(String),
     /// The user cancelled the request (or a newer request superseded it).
     Cancelled,
+    /// The text could not be redacted within the time allowed (a selection
+    /// of many megabytes): nothing was sent.
+    TooLarge { chars: usize, ms: u64 },
 }
 
 impl fmt::Display for RemoteError {
@@ -145,6 +148,10 @@ impl fmt::Display for RemoteError {
             RemoteError::Malformed(msg) => write!(f, "malformed response stream: {msg}"),
             RemoteError::Truncated(msg) => write!(f, "the response stream was cut off: {msg}"),
             RemoteError::Cancelled => write!(f, "cancelled"),
+            RemoteError::TooLarge { chars, ms } => write!(
+                f,
+                "the selection ({chars} characters) is too large to check for secrets within {ms} ms; nothing was sent: select less"
+            ),
         }
     }
 }

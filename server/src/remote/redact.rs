@@ -2,23 +2,34 @@
 //!
 //! [`redact`] replaces each secret it recognises with a marker naming its
 //! kind (`[REDACTED:github-token]`), so the remote model still sees that a
-//! value was there. Rules run in order, most specific first, so a GitHub
-//! token inside a `token = "..."` assignment is reported as a GitHub token.
+//! value was there, and counts them by kind (the explain answer says how
+//! many values of which kinds were withheld). Three layers run in order,
+//! each on the text the one before left:
 //!
-//! Recognised: private key blocks (PEM, OpenSSH, PGP, also unterminated),
-//! AWS access key ids and secret keys, GitHub, OpenAI, Anthropic, Slack,
-//! Google, Stripe tokens, JWTs, bearer/basic credentials, passwords in URLs,
-//! `.env`-style `KEY=value` lines with a sensitive name or a high-entropy
-//! value, and assignments to sensitive names (`password = "..."`,
-//! `"api_key": "..."`, `secret: ...` in config files).
+//! 1. slm-ls' own token rules, most specific first, so a GitHub token
+//!    inside a `token = "..."` assignment is reported as a GitHub token:
+//!    private key blocks (PEM, OpenSSH, PGP, also unterminated), AWS access
+//!    key ids, GitHub, OpenAI, Anthropic, Slack, Google, Stripe tokens, JWTs;
+//! 2. gitleaks' rule catalog ([`super::secrets`]): some two hundred token
+//!    formats and provider-named assignments, kind = the gitleaks rule id;
+//! 3. structural rules: AWS secret keys, bearer/basic credentials,
+//!    passwords in URLs, `.env`-style `KEY=value` lines with a sensitive
+//!    name or a high-entropy value, and assignments to sensitive names
+//!    (`password = "..."`, `"api_key": "..."`, `secret: ...` in config files).
 //!
 //! Redaction is best effort and errs towards removing too much; the
 //! `neverSend` patterns keep whole files (`.env`, keys) from being sent.
+//! [`redact_within`] gives up at a deadline instead of running on, for
+//! callers whose text may be many megabytes (an explain selection).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use regex::{Captures, Regex};
+
+use super::secrets;
+pub use super::secrets::Overtime;
 
 /// The result: the cleaned text and how many secrets of each kind went.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -207,10 +218,33 @@ fn strip_quotes(v: &str) -> &str {
 /// Redact `text`. `lang` is the LSP language id; it decides whether an
 /// unquoted `key: value` is data (YAML) or a type annotation (Rust, TS).
 pub fn redact(text: &str, lang: &str) -> Redacted {
+    match redact_within(text, lang, None) {
+        Ok(r) => r,
+        // Without a deadline there is no overtime; should that ever change,
+        // send nothing rather than the text.
+        Err(Overtime) => Redacted {
+            text: String::new(),
+            counts: BTreeMap::from([("unredacted-text", 1)]),
+        },
+    }
+}
+
+/// [`redact`], giving up with [`Overtime`] once `deadline` has passed
+/// (checked between rules; one rule's pass over the text is linear in its
+/// length). Nothing of a text that ran over may be sent.
+pub fn redact_within(
+    text: &str,
+    lang: &str,
+    deadline: Option<Instant>,
+) -> Result<Redacted, Overtime> {
+    let over = || deadline.is_some_and(|d| Instant::now() > d);
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut text = text.to_string();
 
     for r in TOKEN_RULES.iter() {
+        if over() {
+            return Err(Overtime);
+        }
         let n = r.re.find_iter(&text).count();
         if n > 0 {
             *counts.entry(r.kind).or_default() += n;
@@ -218,6 +252,23 @@ pub fn redact(text: &str, lang: &str) -> Redacted {
                 r.re.replace_all(&text, marker(r.kind).as_str())
                     .into_owned();
         }
+    }
+
+    let found = secrets::find(&text, deadline)?;
+    if !found.is_empty() {
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for s in &found {
+            out.push_str(&text[at..s.start]);
+            out.push_str(&marker(s.kind));
+            *counts.entry(s.kind).or_default() += 1;
+            at = s.end;
+        }
+        out.push_str(&text[at..]);
+        text = out;
+    }
+    if over() {
+        return Err(Overtime);
     }
 
     let bump = |kind: &'static str, counts: &mut BTreeMap<&'static str, usize>| {
@@ -253,6 +304,9 @@ pub fn redact(text: &str, lang: &str) -> Redacted {
         })
         .into_owned();
 
+    if over() {
+        return Err(Overtime);
+    }
     text = DOTENV
         .replace_all(&text, |c: &Captures| {
             let (name, raw) = (&c[2], &c[3]);
@@ -268,6 +322,9 @@ pub fn redact(text: &str, lang: &str) -> Redacted {
         })
         .into_owned();
 
+    if over() {
+        return Err(Overtime);
+    }
     let config_lang = is_config_language(lang);
     text = ASSIGNMENT
         .replace_all(&text, |c: &Captures| {
@@ -297,7 +354,7 @@ pub fn redact(text: &str, lang: &str) -> Redacted {
         })
         .into_owned();
 
-    Redacted { text, counts }
+    Ok(Redacted { text, counts })
 }
 
 #[cfg(test)]
@@ -524,7 +581,8 @@ mod tests {
         gone(
             "curl -H 'Authorization: Bearer abc123def456ghi789jkl'",
             "abc123def456ghi789jkl",
-            "bearer-token",
+            // gitleaks' rule for curl headers is the more specific name.
+            "curl-auth-header",
             "sh",
         );
         gone(
@@ -535,6 +593,40 @@ mod tests {
         );
         let prose = "a basic understanding of bearer tokens";
         assert_eq!(r(prose, "markdown").0, prose);
+    }
+
+    #[test]
+    fn catalog_tokens_under_names_that_say_nothing() {
+        // gitleaks' catalog knows these by their format alone.
+        for (tok, kind) in [
+            (
+                "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",
+                "huggingface-access-token",
+            ),
+            ("glpat-AbCd3fGh1jKlMn0pQr5t", "gitlab-pat"),
+            (
+                "npm_AbCd3fGh1jKlMn0pQr5tUvWxYz0123456789",
+                "npm-access-token",
+            ),
+        ] {
+            gone(&format!("CONFIG_7 = \"{tok}\"\n"), tok, kind, "python");
+            gone(
+                &format!("const config7 = '{tok}';\n"),
+                tok,
+                kind,
+                "javascript",
+            );
+        }
+    }
+
+    #[test]
+    fn a_deadline_that_passed_sends_nothing() {
+        let past = Instant::now() - std::time::Duration::from_millis(1);
+        assert_eq!(
+            redact_within("x = 1\n", "python", Some(past)),
+            Err(Overtime)
+        );
+        assert!(redact_within("x = 1\n", "python", None).is_ok());
     }
 
     #[test]

@@ -295,7 +295,12 @@ impl Catalog {
             self.path_only.len()
         );
         for k in &self.skipped {
-            s.push_str(&format!("\n  skipped {} of {}: {}", k.what, k.rule, k.error.replace('\n', " ")));
+            s.push_str(&format!(
+                "\n  skipped {} of {}: {}",
+                k.what,
+                k.rule,
+                k.error.replace('\n', " ")
+            ));
         }
         for t in &self.translated {
             s.push_str(&format!("\n  translated: {t}"));

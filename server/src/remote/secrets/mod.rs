@@ -131,12 +131,18 @@ mod tests {
     #[test]
     fn entropy_floor_and_allowlists_hold() {
         // Below github-pat's entropy floor of 3.
-        assert_eq!(find("t = ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", None).unwrap(), vec![]);
+        assert_eq!(
+            find("t = ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", None).unwrap(),
+            vec![]
+        );
         // aws-access-token's rule allowlist: `.+EXAMPLE$`.
         let aws = find("k = AKIAIOSFODNN7EXAMPLE\n", None).unwrap();
         assert!(aws.iter().all(|s| s.kind != "aws-access-token"), "{aws:?}");
         // generic-api-key's allowlist: values without digits are names.
-        assert_eq!(find("api_key = some_configured_value_name\n", None).unwrap(), vec![]);
+        assert_eq!(
+            find("api_key = some_configured_value_name\n", None).unwrap(),
+            vec![]
+        );
     }
 
     #[test]

@@ -90,7 +90,11 @@ pub fn active_rules(cat: &Catalog, text: &str) -> Vec<usize> {
 }
 
 /// Every catalog secret in `text`. Checks `deadline` between rules.
-pub fn scan(cat: &Catalog, text: &str, deadline: Option<Instant>) -> Result<Vec<Finding>, Overtime> {
+pub fn scan(
+    cat: &Catalog,
+    text: &str,
+    deadline: Option<Instant>,
+) -> Result<Vec<Finding>, Overtime> {
     let mut out = Vec::new();
     for r in active_rules(cat, text) {
         if deadline.is_some_and(|d| Instant::now() > d) {
@@ -149,11 +153,7 @@ pub fn scan_rule(cat: &Catalog, r: usize, text: &str, out: &mut Vec<Finding>) {
             let b = text[mend..].find('\n').map_or(text.len(), |i| mend + i);
             &text[a..b]
         };
-        let allowed = |lists: &[Allowlist]| {
-            lists
-                .iter()
-                .any(|a| allows(a, secret, matched, &line))
-        };
+        let allowed = |lists: &[Allowlist]| lists.iter().any(|a| allows(a, secret, matched, &line));
         if allowed(&cat.global) || allowed(&rule.allowlists) {
             continue;
         }
