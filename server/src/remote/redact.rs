@@ -270,28 +270,46 @@ pub fn redact_within(
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut text = text.to_string();
 
-    for r in TOKEN_RULES.iter() {
+    // Layers 1 and 2 mark ranges of the same text and are applied in one
+    // go: a token rule that matched only part of a catalog secret (a JWT
+    // with `/` in it) must not leave the rest behind, unrecognisable.
+    // Overlapping ranges become one, named by the first token rule among
+    // them, else the catalog's specific rule, else its generic one.
+    let mut spans: Vec<(usize, usize, (u8, usize), &'static str)> = Vec::new();
+    for (i, r) in TOKEN_RULES.iter().enumerate() {
         if over() {
             return Err(Overtime);
         }
-        let n = r.re.find_iter(&text).count();
-        if n > 0 {
-            *counts.entry(r.kind).or_default() += n;
-            text =
-                r.re.replace_all(&text, marker(r.kind).as_str())
-                    .into_owned();
-        }
+        spans.extend(
+            r.re.find_iter(&text)
+                .map(|m| (m.start(), m.end(), (0, i), r.kind)),
+        );
     }
-
-    let found = secrets::find(&text, deadline)?;
-    if !found.is_empty() {
+    for s in secrets::find(&text, deadline)? {
+        let layer = if s.kind.starts_with("generic") { 2 } else { 1 };
+        spans.push((s.start, s.end, (layer, 0), s.kind));
+    }
+    if !spans.is_empty() {
+        spans.sort_by_key(|&(a, b, rank, _)| (a, std::cmp::Reverse(b), rank));
+        let mut merged: Vec<(usize, usize, (u8, usize), &'static str)> = Vec::new();
+        for sp in spans {
+            match merged.last_mut() {
+                Some(last) if sp.0 < last.1 => {
+                    last.1 = last.1.max(sp.1);
+                    if sp.2 < last.2 {
+                        (last.2, last.3) = (sp.2, sp.3);
+                    }
+                }
+                _ => merged.push(sp),
+            }
+        }
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
-        for s in &found {
-            out.push_str(&text[at..s.start]);
-            out.push_str(&marker(s.kind));
-            *counts.entry(s.kind).or_default() += 1;
-            at = s.end;
+        for (a, b, _, kind) in merged {
+            out.push_str(&text[at..a]);
+            out.push_str(&marker(kind));
+            *counts.entry(kind).or_default() += 1;
+            at = b;
         }
         out.push_str(&text[at..]);
         text = out;

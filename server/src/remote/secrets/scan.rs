@@ -125,6 +125,30 @@ pub fn scan_rule(cat: &Catalog, r: usize, text: &str, out: &mut Vec<Finding>) {
             caps.iter().skip(1).flatten().find(|g| !g.is_empty())
         };
         let (mut s, mut e) = group.map_or((ms, me), |g| (g.start(), g.end()));
+        // What is withheld can be more than gitleaks' secret (which its
+        // checks below still use): without `secretGroup`, gitleaks takes
+        // the first group, which in some rules is a fragment (`jwt-base64`)
+        // or a word of the name (`sonar-api-token`'s `(login|token)`), the
+        // value being further on. So the span runs to the end of the last
+        // group, and over token characters next to it within the match.
+        let mut span = (s, e);
+        if rule.secret_group == 0 && group.is_some() {
+            if let Some(last) = caps
+                .iter()
+                .skip(1)
+                .flatten()
+                .filter(|g| !g.is_empty())
+                .last()
+            {
+                span.1 = span.1.max(last.end());
+            }
+            while span.0 > ms && is_token_byte(hay[span.0 - 1]) {
+                span.0 -= 1;
+            }
+            while span.1 < me && (is_token_byte(hay[span.1]) || hay[span.1] == b'=') {
+                span.1 += 1;
+            }
+        }
         // A bytes regex can stop inside a multi-byte char; widen to whole chars.
         while s > 0 && !text.is_char_boundary(s) {
             s -= 1;
@@ -157,12 +181,24 @@ pub fn scan_rule(cat: &Catalog, r: usize, text: &str, out: &mut Vec<Finding>) {
         if allowed(&cat.global) || allowed(&rule.allowlists) {
             continue;
         }
+        let (mut a, mut b) = span;
+        while a > 0 && !text.is_char_boundary(a) {
+            a -= 1;
+        }
+        while b < text.len() && !text.is_char_boundary(b) {
+            b += 1;
+        }
         out.push(Finding {
-            start: s,
-            end: e,
+            start: a,
+            end: b,
             rule: r,
         });
     }
+}
+
+/// Characters of a token's body (base64, base64url, hex, dotted ids).
+fn is_token_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-' | b'.' | b'\\')
 }
 
 /// Whether allowlist `a` covers this finding (gitleaks' `checkFindingAllowed`).
