@@ -426,3 +426,212 @@ fn every_rule_every_shape_redacted() {
         leaks.join("\n")
     );
 }
+
+// --- through the real explain path -----------------------------------------
+
+const KEY_ENV: &str = "SLM_TEST_REMOTE_KEY";
+/// A batch stays under explain's selection limit (16,000 characters), so
+/// nothing is cut off unsent (and so untested).
+const BATCH_CHARS: usize = 12_000;
+
+/// The user message of a recorded chat request.
+fn sent_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn explain_sends_no_sample_to_the_provider() {
+    let cat = catalog();
+    let (samples, _) = samples(cat);
+    // Batches of shape texts, each sample followed by a tag line that must
+    // arrive: proof that its neighbourhood was sent, not cut or swallowed.
+    // An unterminated private key block is withheld to the end of the
+    // text (slm-ls' own rule), so those go in batches of their own.
+    let mut batches: Vec<(Shape, String, Vec<usize>)> = Vec::new();
+    for shape in SHAPES.iter().filter(|s| **s != Shape::Unnamed) {
+        let mut cur = (*shape, format!("# batch of {shape:?} shapes\n"), Vec::new());
+        for (i, s) in samples.iter().enumerate() {
+            let Some(text) = shaped(s, *shape) else {
+                continue;
+            };
+            let alone = s.matched.contains("-----BEGIN");
+            let piece = format!("{text}\n# end of sample {i}\n\n");
+            if alone {
+                let head = format!("# sample {i} alone\n");
+                batches.push((*shape, head + &piece, vec![i]));
+                continue;
+            }
+            if cur.1.len() + piece.len() > BATCH_CHARS {
+                let next = (*shape, format!("# batch of {shape:?} shapes\n"), Vec::new());
+                batches.push(std::mem::replace(&mut cur, next));
+            }
+            cur.1.push_str(&piece);
+            cur.2.push(i);
+        }
+        batches.push(cur);
+    }
+
+    let fake = FakeServer::always(Reply::sse(openai_chat(&["fine"]), Duration::ZERO));
+    let mut s = common::TestServer::spawn(
+        &[],
+        &[
+            ("SLM_LS_MODEL", "/nonexistent/model.gguf"),
+            (KEY_ENV, "sk-test-abcdefghijklmnopqrstuvwx2345"),
+        ],
+    );
+    s.initialize(
+        json!({ "remote": { "provider": "openai", "endpoint": format!("{}/v1", fake.url), "model": "gpt-test", "apiKeyEnv": KEY_ENV } }),
+        json!({}),
+    );
+    let mut leaks = Vec::new();
+    let mut texts = 0;
+    let mut withheld = 0u64;
+    for (n, (shape, doc, members)) in batches.iter().enumerate() {
+        let uri = format!("file:///work/secrets/batch{n}.txt");
+        s.open(&uri, shape.lang(), doc);
+        let lines = doc.lines().count() as u32;
+        let id = s.request_async(
+            "workspace/executeCommand",
+            json!({ "command": "slm-ls.explain", "arguments": [{ "uri": uri, "range": { "start": { "line": 0, "character": 0 }, "end": { "line": lines, "character": 0 } } }] }),
+        );
+        let r = s.response(id, Duration::from_secs(30));
+        assert_eq!(r["result"]["markdown"], "fine", "{r}");
+        withheld += r["result"]["redactions"]
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let sent = sent_text(&fake.wait_requests(n + 1, Duration::from_secs(10))[n].json());
+        for i in members {
+            assert!(
+                sent.contains(&format!("# end of sample {i}\n")),
+                "sample {i}'s text did not arrive whole: {sent}"
+            );
+            texts += 1;
+            let smp = &samples[*i];
+            if smp.material.iter().any(|m| leaked(m, &sent)) {
+                leaks.push(format!("{} {shape:?}", smp.rule));
+            }
+        }
+    }
+    eprintln!(
+        "{} explain requests, {texts} sample texts, {withheld} values withheld, {} leaked",
+        batches.len(),
+        leaks.len()
+    );
+    assert!(
+        withheld as usize >= texts,
+        "fewer values withheld than samples sent"
+    );
+    assert!(leaks.is_empty(), "reached the provider: {leaks:?}");
+    assert!(s.shutdown().success());
+}
+
+// --- false redactions on real code ------------------------------------------
+
+fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        if p.is_dir() {
+            files(&p, ext, out);
+        } else if p.extension().is_some_and(|e| e == ext) && !name.starts_with("test") {
+            out.push(p);
+        }
+    }
+}
+
+/// The first `n` lines of `ext` files under `roots`, in path order, as
+/// chunks of about 200 lines (what one explain would send).
+fn corpus(roots: &[PathBuf], ext: &str, n: usize) -> Vec<String> {
+    let mut paths = Vec::new();
+    for r in roots {
+        files(r, ext, &mut paths);
+    }
+    let (mut chunks, mut cur, mut count) = (Vec::new(), String::new(), 0);
+    'files: for p in paths {
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        for line in text.lines() {
+            cur.push_str(line);
+            cur.push('\n');
+            count += 1;
+            if count % 200 == 0 {
+                chunks.push(std::mem::take(&mut cur));
+            }
+            if count == n {
+                break 'files;
+            }
+        }
+    }
+    chunks.push(cur);
+    assert!(count == n, "only {count} lines of .{ext} found");
+    chunks
+}
+
+#[test]
+fn real_code_is_left_alone() {
+    const LINES: usize = 20_000;
+    let rust: Vec<PathBuf> = common::registry_crates(&[
+        "tokio",
+        "serde_json",
+        "regex-syntax",
+        "ropey",
+        "ureq",
+        "tree-sitter",
+        "dashmap",
+        "zip",
+    ])
+    .into_iter()
+    .map(|c| c.join("src"))
+    .collect();
+    let std = common::stdlib_dir();
+    let python: Vec<PathBuf> = [
+        "json",
+        "email",
+        "http",
+        "asyncio",
+        "logging",
+        "urllib",
+        "xml",
+        "importlib",
+        "concurrent",
+        "collections",
+    ]
+    .iter()
+    .map(|m| std.join(m))
+    .collect();
+    let mut worst = 0.0f64;
+    for (lang, ext, roots) in [("rust", "rs", rust), ("python", "py", python)] {
+        let mut false_redactions = Vec::new();
+        for chunk in corpus(&roots, ext, LINES) {
+            let out = redact(&chunk, lang);
+            if out.total() > 0 {
+                for (a, b) in chunk.lines().zip(out.text.lines()) {
+                    if a != b {
+                        false_redactions.push(format!("{a}\n    -> {b}"));
+                    }
+                }
+            }
+        }
+        let per_10k = false_redactions.len() as f64 * 10_000.0 / LINES as f64;
+        worst = worst.max(per_10k);
+        eprintln!(
+            "{lang}: {} false redactions in {LINES} lines ({per_10k:.2} per 10,000)",
+            false_redactions.len()
+        );
+        for l in &false_redactions {
+            eprintln!("  {l}");
+        }
+    }
+    assert!(worst <= 1.0, "more than 1 false redaction per 10,000 lines");
+}

@@ -162,6 +162,74 @@ fn on_hinted_lines(text: &str, hint: &Regex, mut f: impl FnMut(&str) -> String) 
     out
 }
 
+/// The last sensitive word of an assignment's name and what follows it.
+static SENSITIVE_TAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:password|passwd|passphrase|pwd|secret|token|api_?key|apikey|access_?key|private_?key|auth_?key|credentials?)([A-Za-z0-9_]*)").unwrap()
+});
+
+/// Whether an assignment's name (`token_type = `, `secret_name: `) says
+/// it holds something about a secret rather than the secret: the word
+/// after the sensitive one is a qualifier like gitleaks' allowlist names.
+fn names_no_secret(head: &str) -> bool {
+    const QUALIFIERS: &[&str] = &[
+        "type",
+        "types",
+        "kind",
+        "name",
+        "names",
+        "id",
+        "ids",
+        "len",
+        "length",
+        "size",
+        "count",
+        "url",
+        "uri",
+        "endpoint",
+        "file",
+        "path",
+        "dir",
+        "env",
+        "var",
+        "field",
+        "header",
+        "prefix",
+        "suffix",
+        "format",
+        "class",
+        "label",
+        "pattern",
+        "regex",
+        "re",
+        "index",
+        "idx",
+        "pos",
+        "start",
+        "end",
+        "ends",
+        "expiry",
+        "expires",
+        "expiration",
+        "ttl",
+        "type_",
+        "policy",
+        "hint",
+        "prompt",
+        "label",
+        "source",
+        "provider",
+        "store",
+        "manager",
+        "location",
+    ];
+    let Some(c) = SENSITIVE_TAIL.captures_iter(head).last() else {
+        return false;
+    };
+    let tail = c[1].trim_start_matches('_').to_ascii_lowercase();
+    let first = tail.split('_').next().unwrap_or("");
+    !first.is_empty() && QUALIFIERS.contains(&first)
+}
+
 static SENSITIVE_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(PASSWORD|PASSWD|PASSPHRASE|PWD|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|AUTH|CREDENTIAL|_PASS$|^PASS$|_KEY$|DSN$)").unwrap()
 });
@@ -228,7 +296,8 @@ fn looks_like_code(v: &str) -> bool {
 /// letters and digits.
 fn high_entropy(v: &str) -> bool {
     v.len() >= 20
-        && !v.contains(char::is_whitespace)
+        // One token: `text/html;charset=utf-8` is a value, not a key.
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || "+/=_-.~".contains(c))
         && v.chars().any(|c| c.is_ascii_digit())
         && v.chars().any(|c| c.is_ascii_alphabetic())
         && v.chars().collect::<std::collections::HashSet<_>>().len() >= 10
@@ -354,11 +423,17 @@ pub fn redact_within(
     if over() {
         return Err(Overtime);
     }
+    let config_lang = is_config_language(lang);
     text = DOTENV
         .replace_all(&text, |c: &Captures| {
             let (name, raw) = (&c[2], &c[3]);
             let value = strip_quotes(raw);
             if value.is_empty() || value.contains(MARK) || looks_like_code(value) {
+                return c[0].to_string();
+            }
+            // In code, an unquoted value with spaces is an expression
+            // (`TOKEN_ENDS = TSPECIALS | WSP`), not a `.env` value.
+            if !config_lang && value == raw.trim() && value.contains(char::is_whitespace) {
                 return c[0].to_string();
             }
             if !(SENSITIVE_NAME.is_match(name) || high_entropy(value)) {
@@ -372,7 +447,6 @@ pub fn redact_within(
     if over() {
         return Err(Overtime);
     }
-    let config_lang = is_config_language(lang);
     text = on_hinted_lines(&text, &ASSIGNMENT_HINT, |line| {
         ASSIGNMENT
             .replace_all(line, |c: &Captures| {
@@ -380,6 +454,9 @@ pub fn redact_within(
                 let head = &c[1];
                 let sep = &c[2];
                 let keep = || whole.to_string();
+                if names_no_secret(head) {
+                    return keep();
+                }
                 if let Some(v) = c.get(3).or_else(|| c.get(4)).or_else(|| c.get(5)) {
                     let v = v.as_str();
                     if v.is_empty() || v.starts_with(MARK) {
@@ -602,6 +679,11 @@ mod tests {
             "let token: String = read();",
             "def f(password=None):",
             "secret = new_secret",
+            // Names about a secret, not holding one (Python's email package).
+            "token_type = 'domain-literal'",
+            "mailbox.token_type = 'invalid-mailbox'",
+            "TOKEN_ENDS = TSPECIALS | WSP",
+            "DEFAULT_ERROR_CONTENT_TYPE = \"text/html;charset=utf-8\"",
         ] {
             let (out, kinds) = r(code, "rust");
             assert_eq!(out, code, "code was redacted ({kinds:?})");
