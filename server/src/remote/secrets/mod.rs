@@ -97,23 +97,26 @@ pub fn find(text: &str, deadline: Option<Instant>) -> Result<Vec<Secret>, Overti
 mod tests {
     use super::*;
 
+    /// Rules of the pinned catalog that Rust's `regex` cannot compile
+    /// (`update.sh` reports them; review before accepting a new catalog).
+    const EXPECTED_SKIPPED: &[&str] = &[];
+
     #[test]
     fn the_vendored_catalog_loads() {
         let cat = catalog();
         eprintln!("{}", cat.report());
         let skipped: Vec<&str> = cat.skipped_rules().map(|s| s.rule.as_str()).collect();
-        assert!(
-            cat.rules.len() >= 200,
-            "only {} rules loaded: {}",
-            cat.rules.len(),
-            cat.report()
-        );
+        let in_file = catalog::GITLEAKS_TOML
+            .lines()
+            .filter(|l| l.trim() == "[[rules]]")
+            .count();
         assert_eq!(
             cat.rules.len() + skipped.len() + cat.path_only.len(),
-            209,
+            in_file,
             "every rule of the pinned catalog is loaded, skipped or path-only"
         );
-        assert_eq!(skipped, Vec::<&str>::new(), "{}", cat.report());
+        assert!(cat.rules.len() >= 200, "{}", cat.report());
+        assert_eq!(skipped, EXPECTED_SKIPPED, "{}", cat.report());
     }
 
     #[test]

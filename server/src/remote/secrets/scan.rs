@@ -9,9 +9,11 @@
 //! `condition` OR/AND).
 //!
 //! Where this differs from gitleaks (all in the direction of redacting
-//! more, except the first):
-//! - the secret's span is the capture group's span in the text; gitleaks
-//!   runs the regex again on the trimmed match to read the group;
+//! more):
+//! - the secret is read from the capture group's span in the text (gitleaks
+//!   runs the regex again on the trimmed match), and without `secretGroup`
+//!   the span withheld runs to the end of the last group and over the token
+//!   characters around it within the match (see [`scan_rule`]);
 //! - rule `path`s are ignored (a Terraform password rule runs on every
 //!   text), and allowlist paths/commits never pass (redaction has neither);
 //! - no decoding passes (base64/hex/percent), no `gitleaks:allow` comments,
