@@ -173,8 +173,9 @@ fn generator(pattern: &str) -> Option<rand_regex::Regex> {
             .utf8(false)
             .build()
             .parse(pattern)
+            .ok()
     };
-    let hir = parse(false).or_else(|_| parse(true)).ok()?;
+    let hir = parse(false).or_else(|| parse(true))?;
     rand_regex::Regex::with_hir(printable(hir), 6).ok()
 }
 
