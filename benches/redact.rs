@@ -6,38 +6,21 @@
 //! `cargo bench -p slm-ls --bench redact` prints p50/p95 over repetitions.
 //! The goal (issue 21): 10,000 lines in <= 50 ms, on one core.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use slm_ls::remote::explain::REDACT_BUDGET;
 use slm_ls::remote::redact::{redact, redact_within};
 use slm_ls::remote::secrets;
 
-fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            files(&p, ext, out);
-        } else if p.extension().is_some_and(|e| e == ext) {
-            out.push(p);
-        }
-    }
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 /// `n` lines of `ext` files under `roots`, in a stable order.
 fn lines_of(roots: &[PathBuf], ext: &str, n: usize) -> String {
-    let mut paths = Vec::new();
-    for r in roots {
-        files(r, ext, &mut paths);
-    }
     let mut out = String::new();
     let mut count = 0;
-    for p in paths {
+    for p in common::source_files(roots, ext) {
         let Ok(text) = std::fs::read_to_string(&p) else {
             continue;
         };
@@ -51,38 +34,6 @@ fn lines_of(roots: &[PathBuf], ext: &str, n: usize) -> String {
         }
     }
     out
-}
-
-fn registry(prefixes: &[&str]) -> Vec<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-    let mut out = Vec::new();
-    for i in std::fs::read_dir(home.join("registry/src"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for c in std::fs::read_dir(i.path()).into_iter().flatten().flatten() {
-            let n = c.file_name().to_string_lossy().into_owned();
-            if prefixes.iter().any(|p| n.starts_with(&format!("{p}-"))) {
-                out.push(c.path().join("src"));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn stdlib() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -148,12 +99,13 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
 
+    let crates = common::registry_crates(&["tokio", "serde_json", "regex-syntax", "ropey", "ureq"]);
     let rust = lines_of(
-        &registry(&["tokio", "serde_json", "regex-syntax", "ropey", "ureq"]),
+        &crates.iter().map(|c| c.join("src")).collect::<Vec<_>>(),
         "rs",
         10_000,
     );
-    let python = lines_of(&[stdlib()], "py", 10_000);
+    let python = lines_of(&[common::stdlib_dir()], "py", 10_000);
     if std::env::var_os("REDACT_PROFILE").is_some() {
         profile(&rust);
     }

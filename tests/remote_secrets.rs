@@ -36,7 +36,7 @@ mod common;
 mod remote_support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -534,31 +534,11 @@ fn explain_sends_no_sample_to_the_provider() {
 
 // --- false redactions on real code ------------------------------------------
 
-fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        let name = p.file_name().unwrap_or_default().to_string_lossy();
-        if p.is_dir() {
-            files(&p, ext, out);
-        } else if p.extension().is_some_and(|e| e == ext) && !name.starts_with("test") {
-            out.push(p);
-        }
-    }
-}
-
 /// The first `n` lines of `ext` files under `roots`, in path order, as
 /// chunks of about 200 lines (what one explain would send).
 fn corpus(roots: &[PathBuf], ext: &str, n: usize) -> Vec<String> {
-    let mut paths = Vec::new();
-    for r in roots {
-        files(r, ext, &mut paths);
-    }
     let (mut chunks, mut cur, mut count) = (Vec::new(), String::new(), 0);
-    'files: for p in paths {
+    'files: for p in common::source_files(roots, ext) {
         let Ok(text) = std::fs::read_to_string(&p) else {
             continue;
         };
