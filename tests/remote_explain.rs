@@ -309,15 +309,17 @@ fn dry_run_returns_exactly_the_body_that_is_sent() {
     assert_eq!(fake.connections(), 0, "a dry run sends nothing");
     assert_no_secrets(&dry.to_string());
     let red = &dry["redactions"];
-    for kind in [
-        "aws-access-key-id",
-        "github-token",
-        "url-password",
-        "password",
+    // `password = "hunter2-very-secret"` is named by gitleaks' catalog
+    // (issue 21) when its Terraform password rule sees it first.
+    for kinds in [
+        &["aws-access-key-id"][..],
+        &["github-token"],
+        &["url-password"],
+        &["password", "hashicorp-tf-password"],
     ] {
         assert!(
-            red[kind].as_u64().unwrap_or(0) >= 1,
-            "{kind} not counted: {red}"
+            kinds.iter().any(|k| red[k].as_u64().unwrap_or(0) >= 1),
+            "{kinds:?} not counted: {red}"
         );
     }
     // The real request carries byte for byte the body the dry run showed.

@@ -107,6 +107,31 @@ pub fn registry_crates(prefixes: &[&str]) -> Vec<PathBuf> {
     out
 }
 
+/// Files ending in `.{ext}` under `roots`, recursively, in path order;
+/// files named `test*` are left out (test vectors hold fake secrets).
+pub fn source_files(roots: &[PathBuf], ext: &str) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, ext: &str, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            if p.is_dir() {
+                walk(&p, ext, out);
+            } else if p.extension().is_some_and(|e| e == ext) && !name.starts_with("test") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for r in roots {
+        walk(r, ext, &mut out);
+    }
+    out
+}
+
 pub struct TestServer {
     child: Child,
     stdin: Option<ChildStdin>,

@@ -316,6 +316,8 @@ async fn explain(
                 "markdown": markdown,
                 "model": model,
                 "provider": prepared.plan.provider.name(),
+                // How many values of which kinds were withheld.
+                "redactions": prepared.redactions,
                 "usage": {
                     "promptTokens": out.usage.prompt_tokens,
                     "completionTokens": out.usage.completion_tokens,

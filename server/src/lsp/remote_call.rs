@@ -39,6 +39,7 @@ fn kind(e: &RemoteError) -> &'static str {
         RemoteError::Malformed(_) => "malformed",
         RemoteError::Truncated(_) => "truncated",
         RemoteError::Cancelled => "cancelled",
+        RemoteError::TooLarge { .. } => "tooLarge",
     }
 }
 

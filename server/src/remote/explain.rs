@@ -2,9 +2,11 @@
 //! the exact [`Plan`] that would be sent (or the reason nothing may be).
 //!
 //! Order of checks, each before any byte leaves the machine: the file's
-//! path against `neverSend`; the prompt is built from the selection and its
-//! enclosing scope; the whole user message goes through [`redact`]; then
-//! the provider body is built. A dry run stops here and returns the plan.
+//! path against `neverSend`; the selection and its enclosing scope go
+//! through [`redact`] whole (within [`REDACT_BUDGET`], else nothing is
+//! sent), are cut to size and built into the prompt, which goes through
+//! [`redact`] once more; then the provider body is built. A dry run stops
+//! here and returns the plan.
 //!
 //! The enclosing scope (for an empty selection: what to explain) is found
 //! by [`enclosing_scope`], a brace/indentation heuristic: this build has no
@@ -13,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 use ropey::Rope;
@@ -29,6 +32,12 @@ pub const MAX_SCOPE_CHARS: usize = 16_000;
 const MIN_SELECTION_CHARS: usize = 2;
 /// Lines of context kept on each side of the selection when windowing.
 const WINDOW_LINES: usize = 60;
+/// Time allowed for redacting what one explain would send, selection of
+/// any size included (10,000 lines take well under 50 ms); past it the
+/// request is refused with [`RemoteError::TooLarge`] and nothing is sent.
+pub const REDACT_BUDGET: Duration = Duration::from_secs(2);
+/// Larger selections are refused without trying to redact them.
+pub const MAX_REDACT_BYTES: usize = 64 << 20;
 
 pub const SYSTEM_PROMPT: &str = "You explain code to a software developer inside their editor. \
 Answer in concise Markdown: start with one or two sentences saying what the code does and why, \
@@ -104,15 +113,37 @@ pub fn prepare(cfg: &RemoteConfig, src: &Source) -> Result<Prepared, RemoteError
         enclosing_scope(rope, src.language, sel_first, sel_last),
     );
 
+    // Secrets go before the texts are cut to size: a cut through a token
+    // would leave a piece no rule recognises. The whole selection is
+    // redacted (or nothing is sent), within one time budget.
+    let deadline = Instant::now() + REDACT_BUDGET;
+    let mut redactions: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut clean = |text: &str| -> Result<String, RemoteError> {
+        let too_large = || RemoteError::TooLarge {
+            chars: text.chars().count(),
+            ms: REDACT_BUDGET.as_millis() as u64,
+        };
+        if text.len() > MAX_REDACT_BYTES {
+            return Err(too_large());
+        }
+        let r =
+            redact::redact_within(text, src.language, Some(deadline)).map_err(|_| too_large())?;
+        for (k, n) in r.counts {
+            *redactions.entry(k).or_default() += n;
+        }
+        Ok(r.text)
+    };
     let (selection_lines, selection_text, scope_part) = if start == end {
         let lines = window(scope, (sel_first, sel_first));
-        (lines, line_text(rope, lines), None)
+        (lines, cut_scope(clean(&line_text_full(rope, lines))?), None)
     } else {
-        let text: String = rope.slice(start..end).to_string();
-        let scope_part = (scope.0 < sel_first || scope.1 > sel_last).then(|| {
+        let text = clean(&rope.slice(start..end).to_string())?;
+        let scope_part = if scope.0 < sel_first || scope.1 > sel_last {
             let lines = window(scope, (sel_first, sel_last));
-            (lines, line_text(rope, lines))
-        });
+            Some((lines, cut_scope(clean(&line_text_full(rope, lines))?)))
+        } else {
+            None
+        };
         ((sel_first, sel_last), text, scope_part)
     };
 
@@ -124,15 +155,17 @@ pub fn prepare(cfg: &RemoteConfig, src: &Source) -> Result<Prepared, RemoteError
         scope_part.as_ref(),
         start == end,
     );
-    let redacted = redact::redact(&user, src.language);
+    // Once more over the whole message: the path, and anything a cut or
+    // the fences put together.
+    let user = clean(&user)?;
     let request = ChatRequest {
         system: SYSTEM_PROMPT.to_string(),
-        user: redacted.text,
+        user,
     };
     let plan = chat::plan(cfg, &request)?;
     Ok(Prepared {
         plan,
-        redactions: redacted.counts,
+        redactions,
         selection_lines,
         scope_lines: scope_part.map(|(l, _)| l),
     })
@@ -163,14 +196,24 @@ fn window(range: (usize, usize), focus: (usize, usize)) -> (usize, usize) {
     )
 }
 
-fn line_text(rope: &Rope, (a, b): (usize, usize)) -> String {
+#[cfg(test)]
+fn line_text(rope: &Rope, lines: (usize, usize)) -> String {
+    cut_scope(line_text_full(rope, lines))
+}
+
+/// Lines `a..=b` as they are (redact before [`cut_scope`]).
+fn line_text_full(rope: &Rope, (a, b): (usize, usize)) -> String {
     let start = rope.line_to_char(a);
     let end = if b + 1 < rope.len_lines() {
         rope.line_to_char(b + 1)
     } else {
         rope.len_chars()
     };
-    let mut s: String = rope.slice(start..end).to_string();
+    rope.slice(start..end).to_string()
+}
+
+/// A scope text bounded to [`MAX_SCOPE_CHARS`], saying where it was cut.
+fn cut_scope(mut s: String) -> String {
     if s.chars().count() > MAX_SCOPE_CHARS {
         s = s.chars().take(MAX_SCOPE_CHARS).collect();
         s.push_str("\n… (cut here)\n");

@@ -14,7 +14,7 @@
 //!
 //! Shared machinery: [`http`] (one blocking POST with bounded retries and
 //! specific errors), [`sse`] (SSE and NDJSON framing), [`redact`] (secrets
-//! out of every outgoing text), [`glob`] (the `neverSend` file patterns),
+//! out of every outgoing text, with [`secrets`]: gitleaks' rule catalog), [`glob`] (the `neverSend` file patterns),
 //! [`stats`] (token counts and cost).
 //!
 //! **Invariant: nothing here runs unless the user invoked a remote command
@@ -42,6 +42,7 @@ pub mod explain;
 pub mod glob;
 pub mod http;
 pub mod redact;
+pub mod secrets;
 pub mod sse;
 pub mod stats;
 
@@ -96,6 +97,9 @@ pub enum RemoteError {
     Truncated(String),
     /// The user cancelled the request (or a newer request superseded it).
     Cancelled,
+    /// The text could not be redacted within the time allowed (a selection
+    /// of many megabytes): nothing was sent.
+    TooLarge { chars: usize, ms: u64 },
 }
 
 impl fmt::Display for RemoteError {
@@ -144,6 +148,10 @@ impl fmt::Display for RemoteError {
             RemoteError::Malformed(msg) => write!(f, "malformed response stream: {msg}"),
             RemoteError::Truncated(msg) => write!(f, "the response stream was cut off: {msg}"),
             RemoteError::Cancelled => write!(f, "cancelled"),
+            RemoteError::TooLarge { chars, ms } => write!(
+                f,
+                "the selection ({chars} characters) is too large to check for secrets within {ms} ms; nothing was sent: select less"
+            ),
         }
     }
 }

@@ -1,0 +1,310 @@
+//! The pinned gitleaks rule catalog (`gitleaks.toml`, compiled in), parsed
+//! into plain structs and compiled for Rust's `regex`.
+//!
+//! Compiling never panics: a rule whose regex the `regex` crate rejects
+//! (even after [`translate::go_to_rust`]) is left out and listed in
+//! [`Catalog::skipped`]; an allowlist regex that fails is dropped, which
+//! only means more gets redacted. The count is logged when the catalog is
+//! built, printed by `update.sh` and checked by the tests.
+//!
+//! Regexes are compiled as `regex::bytes` with Unicode off: gitleaks runs
+//! on Go's RE2, whose `\w`, `\s`, `\d`, `\b` and `.`-free classes are
+//! ASCII, and ASCII classes keep the automata small (a 10,000-line
+//! selection is scanned by every rule whose keyword it contains).
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::bytes::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+use super::translate;
+
+/// The catalog as vendored (see `PROVENANCE.md` beside it).
+pub const GITLEAKS_TOML: &str = include_str!("gitleaks.toml");
+
+/// What an allowlist regex is tested against (`regexTarget`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// The secret (the capture group), gitleaks' default.
+    Secret,
+    /// The whole match of the rule's regex.
+    Match,
+    /// The line(s) the match is on.
+    Line,
+}
+
+/// One allowlist: a finding it covers is not a secret.
+#[derive(Debug)]
+pub struct Allowlist {
+    /// `condition = "AND"`: every kind of check present must pass.
+    pub all: bool,
+    pub target: Target,
+    pub regexes: Vec<Regex>,
+    /// Lowercase; a secret containing one is allowed.
+    pub stopwords: Vec<String>,
+    /// Whether the allowlist also names paths or commits. Redaction has
+    /// neither (it sees text, and a secret under `node_modules/` must not
+    /// leave either), so those checks never pass: an OR allowlist made only
+    /// of paths allows nothing, an AND allowlist with paths allows nothing.
+    pub has_path_or_commit: bool,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// gitleaks' rule id; also the kind shown to the user.
+    pub id: String,
+    pub regex: Regex,
+    /// Pattern text as compiled (after translation), for tests and reports.
+    pub pattern: String,
+    /// `secretGroup`; 0: the first non-empty capture group, else the match.
+    pub secret_group: usize,
+    /// Minimum Shannon entropy of the secret; 0.0: none.
+    pub entropy: f64,
+    /// Lowercase keywords; empty: the rule always runs.
+    pub keywords: Vec<String>,
+    pub allowlists: Vec<Allowlist>,
+    /// The rule's `path` (gitleaks only runs it on matching files). Ignored
+    /// here: redaction errs towards removing a secret wherever it is.
+    pub path: Option<String>,
+}
+
+/// Something the catalog names that could not be used.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub rule: String,
+    /// `regex`, or `allowlist regex`.
+    pub what: &'static str,
+    pub error: String,
+}
+
+/// The compiled catalog: rules, global allowlists and the keyword prefilter.
+pub struct Catalog {
+    pub rules: Vec<Rule>,
+    pub global: Vec<Allowlist>,
+    pub skipped: Vec<Skipped>,
+    /// Rules with no regex (gitleaks' path-only rules, e.g. `pkcs12-file`):
+    /// they flag file names, not text. `neverSend` covers those files.
+    pub path_only: Vec<String>,
+    /// Rules that compiled only after [`translate::go_to_rust`].
+    pub translated: Vec<String>,
+    /// Every distinct keyword, ASCII case-insensitive.
+    pub prefilter: AhoCorasick,
+    /// For each prefilter pattern, the rules that list it.
+    pub keyword_rules: Vec<Vec<usize>>,
+    /// Rules without keywords: they run on every text.
+    pub always: Vec<usize>,
+}
+
+#[derive(Deserialize)]
+struct RawCatalog {
+    #[serde(default)]
+    allowlist: Option<RawAllowlist>,
+    #[serde(default)]
+    allowlists: Vec<RawAllowlist>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRule {
+    id: String,
+    regex: Option<String>,
+    #[serde(default)]
+    secret_group: usize,
+    #[serde(default)]
+    entropy: f64,
+    #[serde(default)]
+    keywords: Vec<String>,
+    path: Option<String>,
+    /// The older single-table form, still accepted by gitleaks.
+    allowlist: Option<RawAllowlist>,
+    #[serde(default)]
+    allowlists: Vec<RawAllowlist>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawAllowlist {
+    condition: Option<String>,
+    regex_target: Option<String>,
+    #[serde(default)]
+    regexes: Vec<String>,
+    #[serde(default)]
+    stopwords: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    commits: Vec<String>,
+}
+
+/// A regex as gitleaks writes it, compiled for `regex::bytes`: as is, then
+/// translated, each with Unicode off and then on. `Err` carries the first
+/// error (the one for the pattern as written).
+fn compile(pattern: &str) -> Result<(Regex, String, bool), String> {
+    let build = |p: &str, unicode: bool| {
+        RegexBuilder::new(p)
+            .unicode(unicode)
+            .size_limit(64 << 20)
+            .build()
+    };
+    let first = match build(pattern, false).or_else(|_| build(pattern, true)) {
+        Ok(re) => return Ok((re, pattern.to_string(), false)),
+        Err(e) => e.to_string(),
+    };
+    let t = translate::go_to_rust(pattern);
+    if t != pattern {
+        if let Ok(re) = build(&t, false).or_else(|_| build(&t, true)) {
+            return Ok((re, t, true));
+        }
+    }
+    Err(first)
+}
+
+fn allowlist(raw: &RawAllowlist, owner: &str, skipped: &mut Vec<Skipped>) -> Allowlist {
+    let mut regexes = Vec::new();
+    for r in &raw.regexes {
+        match compile(r) {
+            Ok((re, _, _)) => regexes.push(re),
+            Err(error) => skipped.push(Skipped {
+                rule: owner.to_string(),
+                what: "allowlist regex",
+                error,
+            }),
+        }
+    }
+    Allowlist {
+        all: raw
+            .condition
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("AND")),
+        target: match raw.regex_target.as_deref() {
+            Some("match") => Target::Match,
+            Some("line") => Target::Line,
+            _ => Target::Secret,
+        },
+        regexes,
+        stopwords: raw.stopwords.iter().map(|s| s.to_lowercase()).collect(),
+        has_path_or_commit: !raw.paths.is_empty() || !raw.commits.is_empty(),
+    }
+}
+
+impl Catalog {
+    /// Parse and compile `toml`. Only a file that is not TOML of the
+    /// catalog's shape is an error; bad rules are skipped and listed.
+    pub fn build(toml: &str) -> Result<Catalog, String> {
+        let raw: RawCatalog =
+            toml::from_str(toml).map_err(|e| format!("the secret catalog is not valid: {e}"))?;
+        let mut skipped = Vec::new();
+        let global = raw
+            .allowlist
+            .iter()
+            .chain(&raw.allowlists)
+            .map(|a| allowlist(a, "(global)", &mut skipped))
+            .collect();
+        let mut rules = Vec::new();
+        let mut path_only = Vec::new();
+        let mut translated = Vec::new();
+        for r in raw.rules {
+            let Some(pattern) = r.regex.as_deref() else {
+                path_only.push(r.id);
+                continue;
+            };
+            let (regex, pattern, was_translated) = match compile(pattern) {
+                Ok(c) => c,
+                Err(error) => {
+                    skipped.push(Skipped {
+                        rule: r.id,
+                        what: "regex",
+                        error,
+                    });
+                    continue;
+                }
+            };
+            if was_translated {
+                translated.push(r.id.clone());
+            }
+            let allowlists = r
+                .allowlist
+                .iter()
+                .chain(&r.allowlists)
+                .map(|a| allowlist(a, &r.id, &mut skipped))
+                .collect();
+            rules.push(Rule {
+                secret_group: r.secret_group.min(regex.captures_len().saturating_sub(1)),
+                entropy: r.entropy,
+                keywords: r.keywords.iter().map(|k| k.to_lowercase()).collect(),
+                allowlists,
+                path: r.path,
+                id: r.id,
+                regex,
+                pattern,
+            });
+        }
+
+        let mut words: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.keywords.is_empty() {
+                always.push(i);
+            }
+            for k in &rule.keywords {
+                let at = match words.iter().position(|w| w == k) {
+                    Some(at) => at,
+                    None => {
+                        words.push(k.clone());
+                        keyword_rules.push(Vec::new());
+                        words.len() - 1
+                    }
+                };
+                if !keyword_rules[at].contains(&i) {
+                    keyword_rules[at].push(i);
+                }
+            }
+        }
+        let prefilter = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&words)
+            .map_err(|e| format!("the secret catalog's keywords: {e}"))?;
+        Ok(Catalog {
+            rules,
+            global,
+            skipped,
+            path_only,
+            translated,
+            prefilter,
+            keyword_rules,
+            always,
+        })
+    }
+
+    /// Rules whose regex could not be used (allowlist regexes not counted).
+    pub fn skipped_rules(&self) -> impl Iterator<Item = &Skipped> {
+        self.skipped.iter().filter(|s| s.what == "regex")
+    }
+
+    /// A report for people: what loaded, what did not and why.
+    pub fn report(&self) -> String {
+        let mut s = format!(
+            "{} rules loaded ({} after translating Go regex syntax), {} skipped, {} path-only rules not used",
+            self.rules.len(),
+            self.translated.len(),
+            self.skipped_rules().count(),
+            self.path_only.len()
+        );
+        for k in &self.skipped {
+            s.push_str(&format!(
+                "\n  skipped {} of {}: {}",
+                k.what,
+                k.rule,
+                k.error.replace('\n', " ")
+            ));
+        }
+        for t in &self.translated {
+            s.push_str(&format!("\n  translated: {t}"));
+        }
+        s
+    }
+}
