@@ -134,6 +134,10 @@ pub struct ContextConfig {
     /// [context] Baseline for the quality benchmark: a plain line window,
     /// no cross-file snippets, no skipping, no post-processing.
     pub naive: bool,
+    /// [index] Index the workspace folder in the background and resolve
+    /// names near the cursor to definitions in any file of the project
+    /// (issue 19, `index/`). Off: only open documents give definitions.
+    pub workspace: bool,
 }
 
 impl Default for ContextConfig {
@@ -147,6 +151,7 @@ impl Default for ContextConfig {
             extra_tokens: 128,
             comments: false,
             naive: false,
+            workspace: true,
         }
     }
 }
