@@ -537,3 +537,7 @@ fn select(
     }
     out
 }
+
+#[cfg(test)]
+#[path = "workspace_tests.rs"]
+mod workspace_tests;
