@@ -206,6 +206,27 @@ impl TestServer {
     }
 
     pub fn initialize(&mut self, init_options: Value, capabilities: Value) -> Value {
+        // [index] issue 19: `file:///work` is no project of the tests': the
+        // workspace index stays off unless a test turns it on (and passes
+        // its own root to `initialize_at`).
+        let mut init_options = init_options;
+        if init_options.is_null() {
+            init_options = json!({});
+        }
+        if let Some(o) = init_options.as_object_mut() {
+            let o = match o.contains_key("slm-ls") {
+                true => o["slm-ls"].as_object_mut().unwrap(),
+                false => o,
+            };
+            if let Some(c) = o.entry("context").or_insert(json!({})).as_object_mut() {
+                c.entry("workspace").or_insert(json!(false));
+            }
+        }
+        self.initialize_at("file:///work", init_options, capabilities)
+    }
+
+    /// [`Self::initialize`] with the workspace root `root_uri`, settings as given.
+    pub fn initialize_at(&mut self, root_uri: &str, init_options: Value, capabilities: Value) -> Value {
         let caps = if capabilities.as_object().is_some_and(|o| o.is_empty()) {
             json!({ "general": { "positionEncodings": ["utf-16"] }, "window": { "workDoneProgress": true } })
         } else {
@@ -213,7 +234,7 @@ impl TestServer {
         };
         let r = self.request(
             "initialize",
-            json!({ "processId": null, "rootUri": "file:///work", "capabilities": caps, "initializationOptions": init_options }),
+            json!({ "processId": null, "rootUri": root_uri, "capabilities": caps, "initializationOptions": init_options }),
         );
         self.notify("initialized", json!({}));
         r

@@ -321,6 +321,13 @@ impl Backend {
         .await
     }
 
+    async fn test_prompt_head(&self, p: Value) -> Result<Value> {
+        guarded("slm-ls/test/promptHead", async {
+            super::test_hooks::prompt_head(&self.state, &p)
+        })
+        .await
+    }
+
     async fn test_document_text(&self, p: Value) -> Result<Value> {
         guarded("slm-ls/test/documentText", async {
             super::test_hooks::document_text(&self.state, &p)
@@ -398,6 +405,7 @@ pub async fn serve_stdio(cli: CliOverrides) -> i32 {
                 super::test_hooks::DOCUMENT_TEXT,
                 Backend::test_document_text,
             )
+            .custom_method(super::test_hooks::PROMPT_HEAD, Backend::test_prompt_head)
     } else {
         builder
     };
