@@ -85,6 +85,10 @@ pub fn imports(lang: Lang, rope: &Rope, tree: &tree_sitter::Tree) -> Vec<Import>
             (Lang::JavaScript | Lang::TypeScript | Lang::Tsx, "import_statement") => {
                 js_import(rope, node, &mut out)
             }
+            (
+                Lang::JavaScript | Lang::TypeScript | Lang::Tsx,
+                "lexical_declaration" | "variable_declaration",
+            ) => js_require(rope, node, &mut out),
             (Lang::Go, "import_declaration") => go_import(rope, node, &mut out),
             (Lang::C | Lang::Cpp, "preproc_include") => {
                 if let Some(p) = node
@@ -261,6 +265,46 @@ fn js_import(rope: &Rope, node: Node<'_>, out: &mut Vec<Import>) {
         }
     }
     out.push(imp);
+}
+
+/// CommonJS: `const x = require('./x')`, `const { a, b } = require('./x')`.
+fn js_require(rope: &Rope, node: Node<'_>, out: &mut Vec<Import>) {
+    let mut walk = node.walk();
+    for d in node.named_children(&mut walk).filter(|d| d.kind() == "variable_declarator") {
+        let (Some(name), Some(value)) = (d.child_by_field_name("name"), d.child_by_field_name("value")) else {
+            continue;
+        };
+        let is_require = value.kind() == "call_expression"
+            && value
+                .child_by_field_name("function")
+                .is_some_and(|f| text(rope, f) == "require");
+        let Some(arg) = value
+            .child_by_field_name("arguments")
+            .and_then(|a| a.named_child(0))
+            .filter(|a| is_require && a.kind() == "string")
+        else {
+            continue;
+        };
+        let mut imp = Import {
+            module: unquote(&text(rope, arg)),
+            ..Default::default()
+        };
+        match name.kind() {
+            "identifier" => imp.alias = Some(text(rope, name)),
+            "object_pattern" => {
+                let mut w = name.walk();
+                for p in name.named_children(&mut w) {
+                    let n = match p.kind() {
+                        "pair_pattern" => p.child_by_field_name("key"),
+                        _ => Some(p),
+                    };
+                    imp.names.extend(n.map(|n| text(rope, n)));
+                }
+            }
+            _ => continue,
+        }
+        out.push(imp);
+    }
 }
 
 fn go_import(rope: &Rope, node: Node<'_>, out: &mut Vec<Import>) {
