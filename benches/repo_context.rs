@@ -62,7 +62,9 @@ struct Hole {
 }
 
 fn copy_tree(from: &Path, to: &Path, exts: &[&str], depth: usize) {
-    let Ok(rd) = std::fs::read_dir(from) else { return };
+    let Ok(rd) = std::fs::read_dir(from) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().to_string();
@@ -86,32 +88,39 @@ fn projects(scratch: &Path) -> Vec<Project> {
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect());
     let wanted = |n: &str| want.as_ref().is_none_or(|w| w.iter().any(|x| x == n));
-    let mut add = |name: &'static str, lang, language_id, src: PathBuf, sub: &str, exts: &[&str]| {
-        if !wanted(name) || !src.is_dir() {
-            return;
-        }
-        let root = scratch.join(name);
-        copy_tree(&src, &root.join(sub), exts, 6);
-        out.push(Project {
-            name,
-            lang,
-            language_id,
-            root,
-        });
-    };
+    let mut add =
+        |name: &'static str, lang, language_id, src: PathBuf, sub: &str, exts: &[&str]| {
+            if !wanted(name) || !src.is_dir() {
+                return;
+            }
+            let root = scratch.join(name);
+            copy_tree(&src, &root.join(sub), exts, 6);
+            out.push(Project {
+                name,
+                lang,
+                language_id,
+                root,
+            });
+        };
     for pkg in ["email", "asyncio", "importlib", "json"] {
         let name: &'static str = Box::leak(format!("py-{pkg}").into_boxed_str());
-        add(name, Lang::Python, "python", stdlib.join(pkg), pkg, &[".py"]);
+        add(
+            name,
+            Lang::Python,
+            "python",
+            stdlib.join(pkg),
+            pkg,
+            &[".py"],
+        );
     }
     for krate in ["regex-syntax", "serde_json", "tokio"] {
-        if let Some(dir) = common::registry_crates(&[krate])
-            .into_iter()
-            .find(|d| {
-                d.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.strip_prefix(krate).is_some_and(|r| r.starts_with("-") && r[1..].starts_with(|c: char| c.is_ascii_digit())))
+        if let Some(dir) = common::registry_crates(&[krate]).into_iter().find(|d| {
+            d.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.strip_prefix(krate).is_some_and(|r| {
+                    r.starts_with("-") && r[1..].starts_with(|c: char| c.is_ascii_digit())
+                })
             })
-        {
+        }) {
             let name: &'static str = Box::leak(format!("rs-{krate}").into_boxed_str());
             add(name, Lang::Rust, "rust", dir.join("src"), "src", &[".rs"]);
         }
@@ -139,7 +148,9 @@ fn files_of(root: &Path, lang: Lang) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -155,8 +166,9 @@ fn files_of(root: &Path, lang: Lang) -> Vec<PathBuf> {
 
 fn hash(s: &str) -> u64 {
     // FNV-1a: stable across runs and platforms.
-    s.bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// The called name of a call node, and where it starts.
@@ -201,7 +213,9 @@ fn holes(projects: &[Project], per_project: usize) -> Vec<Hole> {
         }
         let mut cands: Vec<Hole> = Vec::new();
         for (i, (rel, text)) in texts.iter().enumerate() {
-            let Some(tree) = parse_str(p.lang, text) else { continue };
+            let Some(tree) = parse_str(p.lang, text) else {
+                continue;
+            };
             let mut stack = vec![tree.root_node()];
             let mut per_file = Vec::new();
             while let Some(n) = stack.pop() {
@@ -212,7 +226,9 @@ fn holes(projects: &[Project], per_project: usize) -> Vec<Hole> {
                 }
                 let Some(name_node) = callee(n) else { continue };
                 let name = &text[name_node.byte_range()];
-                let Some(files) = defined.get(name) else { continue };
+                let Some(files) = defined.get(name) else {
+                    continue;
+                };
                 if files.contains(&i) || name.len() < 4 {
                     continue;
                 }
@@ -386,7 +402,13 @@ fn run_row(p: &Project, holes: &[&Hole], row: &str, threads: u32) -> (Vec<String
             .unwrap_or("")
             .to_string();
         if std::env::var("REPO_VERBOSE").is_ok() {
-            println!("  [{row}] {}:{} want {:?} got {:?}", h.rel, h.line + 1, h.expected, got);
+            println!(
+                "  [{row}] {}:{} want {:?} got {:?}",
+                h.rel,
+                h.line + 1,
+                h.expected,
+                got
+            );
         }
         answers.push(got);
     }
@@ -410,19 +432,33 @@ fn synthetic(n: usize) {
         };
         let dir = scratch.join(format!("d{}/e{}", i / 1000, (i / 100) % 10));
         std::fs::create_dir_all(&dir).unwrap();
-        let filler: String = (0..20).map(|k| format!("// line {k} of filler text for file {i}\n")).collect();
+        let filler: String = (0..20)
+            .map(|k| format!("// line {k} of filler text for file {i}\n"))
+            .collect();
         std::fs::write(dir.join(format!("f{i}.{ext}")), format!("{filler}{body}")).unwrap();
     }
     let rss = |pid: u32| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .unwrap_or("0")
+                        .parse()
+                        .unwrap_or(0)
+                })
+            })
             .unwrap_or(0)
     };
     // No model: `model.path` points nowhere, so only the index works.
     let mut s = TestServer::spawn(&[], &[]);
     let root = format!("file://{}", scratch.display());
-    s.initialize_at(&root, json!({ "model": { "path": "/nonexistent.gguf" } }), json!({}));
+    s.initialize_at(
+        &root,
+        json!({ "model": { "path": "/nonexistent.gguf" } }),
+        json!({}),
+    );
     let before = rss(s.pid());
     let t0 = Instant::now();
     let ix = wait_indexed(&mut s);
@@ -439,7 +475,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    if let Some(n) = std::env::var("REPO_SYNTH").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("REPO_SYNTH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         return synthetic(n);
     }
     let per_project: usize = std::env::var("REPO_HOLES")
@@ -467,20 +506,39 @@ fn main() {
     );
     let mut answers: HashMap<(String, usize), String> = HashMap::new();
     for (pi, p) in projects.iter().enumerate() {
-        let hs: Vec<(usize, &Hole)> = holes.iter().enumerate().filter(|(_, h)| h.project == pi).collect();
+        let hs: Vec<(usize, &Hole)> = holes
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.project == pi)
+            .collect();
         if hs.is_empty() {
             continue;
         }
         for row in &rows {
             let t0 = Instant::now();
-            let (got, ix) = run_row(p, &hs.iter().map(|(_, h)| *h).collect::<Vec<_>>(), row, threads);
+            let (got, ix) = run_row(
+                p,
+                &hs.iter().map(|(_, h)| *h).collect::<Vec<_>>(),
+                row,
+                threads,
+            );
             if !ix.is_null() {
                 println!(
                     "index {}: {} files, {} definitions, {} bytes, built in {} ms, skipped {}",
-                    p.name, ix["files"], ix["definitions"], ix["bytes"], ix["buildMs"], ix["skipped"]
+                    p.name,
+                    ix["files"],
+                    ix["definitions"],
+                    ix["bytes"],
+                    ix["buildMs"],
+                    ix["skipped"]
                 );
             }
-            println!("  {} / {row}: {} holes in {:.0} s", p.name, hs.len(), t0.elapsed().as_secs_f64());
+            println!(
+                "  {} / {row}: {} holes in {:.0} s",
+                p.name,
+                hs.len(),
+                t0.elapsed().as_secs_f64()
+            );
             for ((i, _), g) in hs.iter().zip(got) {
                 answers.insert((row.clone(), *i), g);
             }
@@ -499,9 +557,14 @@ fn main() {
                 if filter.is_some_and(|f| f != h.held_out) {
                     continue;
                 }
-                let Some(got) = answers.get(&(row.clone(), i)) else { continue };
+                let Some(got) = answers.get(&(row.clone(), i)) else {
+                    continue;
+                };
                 let first = got.lines().next().unwrap_or("").trim_end();
-                for tt in [&mut t, per_lang.entry(projects[h.project].lang.name()).or_default()] {
+                for tt in [
+                    &mut t,
+                    per_lang.entry(projects[h.project].lang.name()).or_default(),
+                ] {
                     tt.n += 1;
                     tt.exact += (first == h.expected) as usize;
                     tt.empty += got.is_empty() as usize;

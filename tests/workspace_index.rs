@@ -98,7 +98,11 @@ fn with_context_workspace_off_there_is_no_index() {
     std::fs::write(dir.join("a.py"), "def f():\n    pass\n").unwrap();
     let root = format!("file://{}", dir.display());
     let mut s = TestServer::spawn(&[], &[]);
-    s.initialize_at(&root, json!({ "context": { "workspace": false } }), json!({}));
+    s.initialize_at(
+        &root,
+        json!({ "context": { "workspace": false } }),
+        json!({}),
+    );
     let st = s.request("slm-ls/stats", json!(null));
     assert_eq!(st["workspaceIndex"]["state"], "off", "{st}");
     assert!(s.shutdown().success());

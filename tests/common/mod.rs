@@ -214,11 +214,12 @@ impl TestServer {
             init_options = json!({});
         }
         if let Some(o) = init_options.as_object_mut() {
-            let o = match o.contains_key("slm-ls") {
-                true => o["slm-ls"].as_object_mut().unwrap(),
-                false => o,
+            let o = match o.get("slm-ls").is_some_and(Value::is_object) {
+                true => o.get_mut("slm-ls").and_then(Value::as_object_mut),
+                false => Some(o),
             };
-            if let Some(c) = o.entry("context").or_insert(json!({})).as_object_mut() {
+            if let Some(c) = o.and_then(|o| o.entry("context").or_insert(json!({})).as_object_mut())
+            {
                 c.entry("workspace").or_insert(json!(false));
             }
         }
@@ -226,7 +227,12 @@ impl TestServer {
     }
 
     /// [`Self::initialize`] with the workspace root `root_uri`, settings as given.
-    pub fn initialize_at(&mut self, root_uri: &str, init_options: Value, capabilities: Value) -> Value {
+    pub fn initialize_at(
+        &mut self,
+        root_uri: &str,
+        init_options: Value,
+        capabilities: Value,
+    ) -> Value {
         let caps = if capabilities.as_object().is_some_and(|o| o.is_empty()) {
             json!({ "general": { "positionEncodings": ["utf-16"] }, "window": { "workDoneProgress": true } })
         } else {

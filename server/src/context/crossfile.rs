@@ -242,11 +242,7 @@ struct Source<'a> {
 /// With `workspace`, definitions resolved through the index join the
 /// candidates (`definitions::resolve`), and definitions may take
 /// [`WORKSPACE_DEF_SHARE`] of the budget instead of half.
-pub fn snippets(
-    query: &Query<'_>,
-    others: &[OtherDoc],
-    workspace: Option<&Index>,
-) -> Vec<Snippet> {
+pub fn snippets(query: &Query<'_>, others: &[OtherDoc], workspace: Option<&Index>) -> Vec<Snippet> {
     if query.budget == 0 {
         return Vec::new();
     }
@@ -361,7 +357,11 @@ pub const WORKSPACE_DEF_SHARE: (usize, usize) = (3, 4);
 /// Definitions from the workspace index (see `definitions::resolve`),
 /// except those of files open in the editor: their current text is a
 /// source already.
-fn workspace_candidates(query: &Query<'_>, index: &Index, sources: &[Source<'_>]) -> Vec<Candidate> {
+fn workspace_candidates(
+    query: &Query<'_>,
+    index: &Index,
+    sources: &[Source<'_>],
+) -> Vec<Candidate> {
     let doc = query.doc;
     let (Some(tree), Some(lang)) = (doc.tree(), doc.lang()) else {
         return Vec::new();
@@ -468,10 +468,8 @@ fn select(
         // The file separator and path header cost a few tokens too.
         let budget = query.budget_tokens;
         let container = c.container.as_deref().map_or(0, |h| query.tokens.count(h));
-        let cost = query.tokens.count(&c.text)
-            + container
-            + query.tokens.count(path_of(&c, sources))
-            + 4;
+        let cost =
+            query.tokens.count(&c.text) + container + query.tokens.count(path_of(&c, sources)) + 4;
         if used + cost > budget || (c.definition && used_defs + cost > budget * num / den) {
             continue;
         }

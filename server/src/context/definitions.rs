@@ -219,7 +219,9 @@ fn names_near(near: &Near<'_>) -> (HashMap<String, usize>, Option<String>) {
             *counts.entry(w.to_string()).or_insert(0) += 1;
         }
     }
-    let p = near.line_prefix.trim_end_matches(|c: char| c.is_alphanumeric() || c == '_');
+    let p = near
+        .line_prefix
+        .trim_end_matches(|c: char| c.is_alphanumeric() || c == '_');
     let p = p
         .strip_suffix('.')
         .or_else(|| p.strip_suffix("::"))
@@ -244,7 +246,10 @@ pub fn resolve(near: &Near<'_>) -> Vec<WorkspaceDef> {
         if &**path == near.path {
             return;
         }
-        match out.iter_mut().find(|w| w.path == *path && w.def.line == def.line) {
+        match out
+            .iter_mut()
+            .find(|w| w.path == *path && w.def.line == def.line)
+        {
             Some(w) => w.score = w.score.max(score),
             None => out.push(WorkspaceDef {
                 path: path.clone(),
@@ -283,9 +288,14 @@ pub fn resolve(near: &Near<'_>) -> Vec<WorkspaceDef> {
             };
             let sub = files_of(&module);
             if !sub.is_empty() {
-                module_defs(&sub, Some(name), &qualifier, &uses, &defs_of, &mut |p, d, s| {
-                    add(p, d, s, &mut out)
-                });
+                module_defs(
+                    &sub,
+                    Some(name),
+                    &qualifier,
+                    &uses,
+                    &defs_of,
+                    &mut |p, d, s| add(p, d, s, &mut out),
+                );
                 continue;
             }
             let mut found = false;
@@ -309,9 +319,14 @@ pub fn resolve(near: &Near<'_>) -> Vec<WorkspaceDef> {
         }
         if explicit.is_empty() && !files.is_empty() {
             let alias = imp.alias.as_ref();
-            module_defs(&files, alias, &qualifier, &uses, &defs_of, &mut |p, d, s| {
-                add(p, d, s, &mut out)
-            });
+            module_defs(
+                &files,
+                alias,
+                &qualifier,
+                &uses,
+                &defs_of,
+                &mut |p, d, s| add(p, d, s, &mut out),
+            );
         }
     }
     // Names used near the cursor that one project file defines.

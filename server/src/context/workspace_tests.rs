@@ -32,13 +32,25 @@ fn complete(index: &Index, path: &str, fixture: &str, cfg: &ContextConfig) -> Co
     let text = fixture.replace("$0", "");
     let doc = Document::with_path(&text, 0, "", path);
     let cursor = text[..cursor].chars().count();
-    build_with(&doc, cursor, cfg, path, true, Head::Workspace(&[], index), &Estimate)
+    build_with(
+        &doc,
+        cursor,
+        cfg,
+        path,
+        true,
+        Head::Workspace(&[], index),
+        &Estimate,
+    )
 }
 
 fn workspace_head(src: &str) -> Vec<(String, String)> {
     let (index, path, text) = project(src);
     let c = complete(&index, &path, &text, &cfg());
-    c.input.extras.into_iter().map(|s| (s.path, s.text)).collect()
+    c.input
+        .extras
+        .into_iter()
+        .map(|s| (s.path, s.text))
+        .collect()
 }
 
 fn cfg() -> ContextConfig {
@@ -74,7 +86,10 @@ fn a_module_the_cursor_qualifies_gives_its_names() {
     let head = workspace_head(src);
     assert_eq!(head.len(), 1, "{head:#?}");
     assert_eq!(head[0].0, "app/util.py");
-    assert_eq!(head[0].1, "def slugify(s):\nclass Cache:", "top-level names only");
+    assert_eq!(
+        head[0].1, "def slugify(s):\nclass Cache:",
+        "top-level names only"
+    );
 }
 
 #[test]
@@ -84,8 +99,15 @@ fn rust_use_paths_resolve_through_the_crate() {
     assert_eq!(
         head,
         [
-            ("src/page.rs".to_string(), "pub struct Page {\n    pub title: String,\n}".to_string()),
-            ("src/render/mod.rs".to_string(), "// Render a page.\npub fn render(page: &Page, out: &mut String) -> usize".to_string()),
+            (
+                "src/page.rs".to_string(),
+                "pub struct Page {\n    pub title: String,\n}".to_string()
+            ),
+            (
+                "src/render/mod.rs".to_string(),
+                "// Render a page.\npub fn render(page: &Page, out: &mut String) -> usize"
+                    .to_string()
+            ),
         ]
     );
 }
@@ -95,8 +117,14 @@ fn go_sees_its_own_package_and_imported_packages() {
     let src = "//- go/pkg/text/wrap.go\npackage text\n\n// Wrap cuts lines at width.\nfunc Wrap(s string, width int) []string {\n\treturn nil\n}\n//- go/cmd/tool/flags.go\npackage main\n\nfunc parseFlags(args []string) int {\n\treturn 0\n}\n//- go/cmd/tool/main.go\npackage main\n\nimport \"example.com/tool/pkg/text\"\n\nfunc main() {\n\tn := parseFlags(nil)\n\tlines := text.$0\n}\n";
     let head = workspace_head(src);
     let paths: Vec<&str> = head.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(paths, ["go/cmd/tool/flags.go", "go/pkg/text/wrap.go"], "{head:#?}");
-    assert!(head[1].1.contains("func Wrap(s string, width int) []string"));
+    assert_eq!(
+        paths,
+        ["go/cmd/tool/flags.go", "go/pkg/text/wrap.go"],
+        "{head:#?}"
+    );
+    assert!(head[1]
+        .1
+        .contains("func Wrap(s string, width int) []string"));
 }
 
 #[test]
@@ -105,7 +133,10 @@ fn a_name_used_near_the_cursor_that_one_file_defines_is_found_without_an_import(
     let head = workspace_head(src);
     assert_eq!(
         head,
-        [("lib/geometry.ts".to_string(), "export function area(w: number, h: number): number".to_string())]
+        [(
+            "lib/geometry.ts".to_string(),
+            "export function area(w: number, h: number): number".to_string()
+        )]
     );
 }
 
@@ -116,7 +147,10 @@ fn a_method_is_shown_under_its_class_and_common_names_are_not_guessed() {
     let src = "//- a/x.py\nclass Widget:\n    def render(self, ctx):\n        pass\n    def get(self):\n        pass\n//- a/y.py\nclass Other:\n    def get(self):\n        pass\n//- a/main.py\ndef f(w):\n    w.get()\n    w.render(None)\n    $0\n";
     assert_eq!(
         workspace_head(src),
-        [("a/x.py".to_string(), "class Widget:\n    def render(self, ctx):".to_string())]
+        [(
+            "a/x.py".to_string(),
+            "class Widget:\n    def render(self, ctx):".to_string()
+        )]
     );
 }
 
@@ -142,7 +176,11 @@ fn the_head_is_stable_while_typing_and_costed_within_its_budget() {
     assert!(cost <= cfg.extra_tokens as usize, "{cost} tokens");
     for typed in ["h", "help", "helper_n"] {
         let t = text.replace("$0", &format!("{typed}$0"));
-        assert_eq!(complete(&index, &path, &t, &cfg).input.extras, first, "after {typed:?}");
+        assert_eq!(
+            complete(&index, &path, &t, &cfg).input.extras,
+            first,
+            "after {typed:?}"
+        );
     }
 }
 
@@ -152,6 +190,14 @@ fn without_the_index_nothing_comes_from_unopened_files() {
     let (_, path, text) = project(src);
     let cursor = text.find("$0").unwrap();
     let doc = Document::with_path(&text.replace("$0", ""), 0, "", &path);
-    let c = build_with(&doc, cursor, &cfg(), &path, true, Head::Search(&[]), &Estimate);
+    let c = build_with(
+        &doc,
+        cursor,
+        &cfg(),
+        &path,
+        true,
+        Head::Search(&[]),
+        &Estimate,
+    );
     assert!(c.input.extras.is_empty(), "{:?}", c.input.extras);
 }

@@ -163,7 +163,11 @@ fn python_from(rope: &Rope, node: Node<'_>, out: &mut Vec<Import>) {
         };
         names.extend(name);
     }
-    if names.is_empty() && node.named_children(&mut node.walk()).any(|c| c.kind() == "wildcard_import") {
+    if names.is_empty()
+        && node
+            .named_children(&mut node.walk())
+            .any(|c| c.kind() == "wildcard_import")
+    {
         names.push("*".into());
     }
     out.push(Import {
@@ -246,9 +250,7 @@ fn js_import(rope: &Rope, node: Node<'_>, out: &mut Vec<Import>) {
                 }
             }
             "namespace_import" => {
-                imp.alias = n
-                    .named_child(0)
-                    .map(|a| text(rope, a));
+                imp.alias = n.named_child(0).map(|a| text(rope, a));
             }
             "import_clause" | "named_imports" | "import_statement" => {
                 let mut walk = n.walk();
@@ -270,8 +272,14 @@ fn js_import(rope: &Rope, node: Node<'_>, out: &mut Vec<Import>) {
 /// CommonJS: `const x = require('./x')`, `const { a, b } = require('./x')`.
 fn js_require(rope: &Rope, node: Node<'_>, out: &mut Vec<Import>) {
     let mut walk = node.walk();
-    for d in node.named_children(&mut walk).filter(|d| d.kind() == "variable_declarator") {
-        let (Some(name), Some(value)) = (d.child_by_field_name("name"), d.child_by_field_name("value")) else {
+    for d in node
+        .named_children(&mut walk)
+        .filter(|d| d.kind() == "variable_declarator")
+    {
+        let (Some(name), Some(value)) = (
+            d.child_by_field_name("name"),
+            d.child_by_field_name("value"),
+        ) else {
             continue;
         };
         let is_require = value.kind() == "call_expression"
@@ -363,7 +371,11 @@ pub fn targets(lang: Lang, from: &str, module: &str) -> Vec<Target> {
                     base = dir_of(&base).to_string();
                 }
                 let p = join_path(&base, &rest);
-                let pre = if p.is_empty() { String::new() } else { format!("{p}/") };
+                let pre = if p.is_empty() {
+                    String::new()
+                } else {
+                    format!("{p}/")
+                };
                 vec![
                     Target::Exact(format!("{p}.py")),
                     Target::Exact(format!("{pre}__init__.py")),

@@ -366,11 +366,12 @@ impl IndexHandle {
                     }
                     // A panic on one file (a grammar bug) must not end the
                     // index: it is logged and the next job runs.
-                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
-                        Job::Build(root) => idx.build(&root, &st),
-                        Job::Refresh(path) => idx.refresh(&path),
-                        Job::Open(path, text) => idx.open_text(&path, &text),
-                    }));
+                    let run =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+                            Job::Build(root) => idx.build(&root, &st),
+                            Job::Refresh(path) => idx.refresh(&path),
+                            Job::Open(path, text) => idx.open_text(&path, &text),
+                        }));
                     if run.is_err() {
                         tracing::warn!("workspace index: a job panicked; the index goes on");
                     }

@@ -192,13 +192,11 @@ fn is_value_definition(lang: Lang, node: Node<'_>, src: &[u8]) -> bool {
         (
             Lang::JavaScript | Lang::TypeScript | Lang::Tsx,
             "lexical_declaration" | "variable_declaration",
-        ) => node.parent().is_some_and(|p| {
-            matches!(p.kind(), "program" | "export_statement")
-        }),
+        ) => node
+            .parent()
+            .is_some_and(|p| matches!(p.kind(), "program" | "export_statement")),
         (Lang::Go, "var_declaration") => true,
-        (Lang::C | Lang::Cpp, "declaration" | "field_declaration") => {
-            has_function_declarator(node)
-        }
+        (Lang::C | Lang::Cpp, "declaration" | "field_declaration") => has_function_declarator(node),
         (Lang::C | Lang::Cpp, "preproc_def") => true,
         _ => false,
     }
@@ -281,9 +279,7 @@ fn signature(src: &[u8], node: Node<'_>) -> String {
         text = text.lines().next().unwrap_or("").to_string();
     }
     if text.len() > MAX_SIGNATURE {
-        let mut cut = text[..MAX_SIGNATURE]
-            .rfind('\n')
-            .unwrap_or(MAX_SIGNATURE);
+        let mut cut = text[..MAX_SIGNATURE].rfind('\n').unwrap_or(MAX_SIGNATURE);
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }

@@ -59,7 +59,10 @@ fn names(index: &Index, rel: &str) -> Vec<String> {
 fn bad_input_is_skipped_by_kind_and_the_rest_is_indexed() {
     let t = TempTree::new("bad");
     t.write(".gitignore", "build/\n*.gen.py\n");
-    t.write("pkg/util.py", "def strip_escapes(s):\n    \"\"\"Remove ANSI escapes.\"\"\"\n    return s\n");
+    t.write(
+        "pkg/util.py",
+        "def strip_escapes(s):\n    \"\"\"Remove ANSI escapes.\"\"\"\n    return s\n",
+    );
     t.write("build/out.py", "def generated(): pass\n");
     t.write("pkg/x.gen.py", "def generated2(): pass\n");
     t.write("pkg/blob.py", b"def f():\x00\x01 pass\n");
@@ -99,7 +102,10 @@ fn bad_input_is_skipped_by_kind_and_the_rest_is_indexed() {
         ("secret", "secrets.py and a private key"),
         ("notSource", "README.md"),
     ] {
-        assert!(st.skipped.get(kind).is_some_and(|&n| n > 0), "{kind} ({why}): {st:?}");
+        assert!(
+            st.skipped.get(kind).is_some_and(|&n| n > 0),
+            "{kind} ({why}): {st:?}"
+        );
     }
     #[cfg(unix)]
     {
@@ -107,10 +113,16 @@ fn bad_input_is_skipped_by_kind_and_the_rest_is_indexed() {
         // Root can read anything: the permission test means something only
         // for other users.
         if !root_user {
-            assert!(st.skipped.get("walkError").is_some_and(|&n| n > 0), "{st:?}");
+            assert!(
+                st.skipped.get("walkError").is_some_and(|&n| n > 0),
+                "{st:?}"
+            );
         }
     }
-    assert!(index.file("build/out.py").is_none(), ".gitignore is respected");
+    assert!(
+        index.file("build/out.py").is_none(),
+        ".gitignore is respected"
+    );
     assert!(index.file("pkg/x.gen.py").is_none(), ".gitignore globs too");
     assert!(st.bytes > 0 && st.source_bytes > 0);
 }
@@ -127,7 +139,10 @@ fn a_root_that_does_not_exist_is_an_empty_index_with_a_reason() {
 fn caps_stop_the_index_and_say_so() {
     let t = TempTree::new("caps");
     for i in 0..30 {
-        t.write(&format!("m{i:02}.py"), format!("def f{i}(x):\n    return x\n"));
+        t.write(
+            &format!("m{i:02}.py"),
+            format!("def f{i}(x):\n    return x\n"),
+        );
     }
     let index = build(
         &t.0,
@@ -159,7 +174,11 @@ fn a_vanished_file_is_dropped_on_refresh_and_a_changed_one_reread() {
     std::fs::write(&p, "def new(): pass\n").unwrap();
     index.refresh(&p);
     assert_eq!(names(&index, "a.py"), ["new"]);
-    assert_eq!(index.defined_in("old", 4), Some(vec![]), "the old name is gone");
+    assert_eq!(
+        index.defined_in("old", 4),
+        Some(vec![]),
+        "the old name is gone"
+    );
     std::fs::remove_file(&p).unwrap();
     index.refresh(&p);
     assert!(index.file("a.py").is_none());
@@ -236,13 +255,31 @@ fn imports_resolve_to_project_files() {
     assert_eq!(files(Python, "pkg/main.py", ".util"), ["pkg/util.py"]);
     assert_eq!(files(Python, "pkg/sub/deep.py", "..util"), ["pkg/util.py"]);
     assert_eq!(files(Python, "pkg/main.py", "."), ["pkg/__init__.py"]);
-    assert_eq!(files(Python, "other/x.py", "pkg.sub.deep"), ["pkg/sub/deep.py"]);
+    assert_eq!(
+        files(Python, "other/x.py", "pkg.sub.deep"),
+        ["pkg/sub/deep.py"]
+    );
     assert!(files(Python, "pkg/main.py", "os.path").is_empty());
-    assert_eq!(files(Rust, "crate/src/a/b.rs", "crate::util"), ["crate/src/util.rs"]);
-    assert_eq!(files(Rust, "crate/src/a.rs", "self::b"), ["crate/src/a/b.rs"]);
-    assert_eq!(files(Rust, "crate/src/a/b.rs", "super::super::util"), ["crate/src/util.rs"]);
+    assert_eq!(
+        files(Rust, "crate/src/a/b.rs", "crate::util"),
+        ["crate/src/util.rs"]
+    );
+    assert_eq!(
+        files(Rust, "crate/src/a.rs", "self::b"),
+        ["crate/src/a/b.rs"]
+    );
+    assert_eq!(
+        files(Rust, "crate/src/a/b.rs", "super::super::util"),
+        ["crate/src/util.rs"]
+    );
     assert_eq!(files(TypeScript, "web/src/y.ts", "./x"), ["web/src/x.ts"]);
-    assert_eq!(files(TypeScript, "web/src/y.ts", "./x.js"), ["web/src/x.ts"]);
+    assert_eq!(
+        files(TypeScript, "web/src/y.ts", "./x.js"),
+        ["web/src/x.ts"]
+    );
     assert!(files(TypeScript, "web/src/y.ts", "react").is_empty());
-    assert_eq!(files(Go, "go/main.go", "example.com/m/pkg/util"), ["go/pkg/util/u.go"]);
+    assert_eq!(
+        files(Go, "go/main.go", "example.com/m/pkg/util"),
+        ["go/pkg/util/u.go"]
+    );
 }

@@ -130,10 +130,7 @@ pub fn read_source(path: &Path, rel: &str, limits: &Limits) -> Result<SourceFile
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(limits.max_file_bytes + 1)
-                .read_to_end(&mut bytes)
-        })
+        .and_then(|f| f.take(limits.max_file_bytes + 1).read_to_end(&mut bytes))
         .map_err(|e| io_skip(&e))?;
     if bytes.len() as u64 > limits.max_file_bytes {
         // It grew between the size check and the read.
@@ -237,7 +234,9 @@ pub fn walk(
                 continue;
             }
         };
-        let Some(ft) = entry.file_type() else { continue };
+        let Some(ft) = entry.file_type() else {
+            continue;
+        };
         if ft.is_dir() {
             continue;
         }
