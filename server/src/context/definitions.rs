@@ -121,16 +121,9 @@ fn visit(
     }
 }
 
+/// The same definition kinds the workspace index keeps.
 fn is_definition(kind: &str) -> bool {
-    kinds::is_scope(kind)
-        || matches!(
-            kind,
-            "type_item"
-                | "const_item"
-                | "static_item"
-                | "macro_definition"
-                | "type_alias_declaration"
-        )
+    crate::index::outline::is_definition(kind)
 }
 
 /// The defined name: the `name` field, through Python's decorators, C's
