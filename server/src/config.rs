@@ -140,6 +140,10 @@ pub struct ContextConfig {
     /// before the cursor out of the prompt and make the model write it
     /// first (see `context::heal`). Exists to measure it (quality bench).
     pub heal: bool,
+    /// [index] Index the workspace folder in the background and resolve
+    /// names near the cursor to definitions in any file of the project
+    /// (issue 19, `index/`). Off: only open documents give definitions.
+    pub workspace: bool,
 }
 
 impl Default for ContextConfig {
@@ -154,6 +158,7 @@ impl Default for ContextConfig {
             comments: false,
             naive: false,
             heal: true,
+            workspace: true,
         }
     }
 }

@@ -7,6 +7,8 @@ pub mod config;
 pub mod context;
 pub mod document;
 pub mod engine;
+// [index] issue 19: the workspace index (definitions of the whole project).
+pub mod index;
 pub mod lsp;
 pub mod models;
 pub mod postprocess;

@@ -231,6 +231,33 @@ impl TestServer {
     }
 
     pub fn initialize(&mut self, init_options: Value, capabilities: Value) -> Value {
+        // [index] issue 19: `file:///work` is no project of the tests': the
+        // workspace index stays off unless a test turns it on (and passes
+        // its own root to `initialize_at`).
+        let mut init_options = init_options;
+        if init_options.is_null() {
+            init_options = json!({});
+        }
+        if let Some(o) = init_options.as_object_mut() {
+            let o = match o.get("slm-ls").is_some_and(Value::is_object) {
+                true => o.get_mut("slm-ls").and_then(Value::as_object_mut),
+                false => Some(o),
+            };
+            if let Some(c) = o.and_then(|o| o.entry("context").or_insert(json!({})).as_object_mut())
+            {
+                c.entry("workspace").or_insert(json!(false));
+            }
+        }
+        self.initialize_at("file:///work", init_options, capabilities)
+    }
+
+    /// [`Self::initialize`] with the workspace root `root_uri`, settings as given.
+    pub fn initialize_at(
+        &mut self,
+        root_uri: &str,
+        init_options: Value,
+        capabilities: Value,
+    ) -> Value {
         let caps = if capabilities.as_object().is_some_and(|o| o.is_empty()) {
             json!({ "general": { "positionEncodings": ["utf-16"] }, "window": { "workDoneProgress": true } })
         } else {
@@ -238,7 +265,7 @@ impl TestServer {
         };
         let r = self.request(
             "initialize",
-            json!({ "processId": null, "rootUri": "file:///work", "capabilities": caps, "initializationOptions": init_options }),
+            json!({ "processId": null, "rootUri": root_uri, "capabilities": caps, "initializationOptions": init_options }),
         );
         self.notify("initialized", json!({}));
         r

@@ -2,7 +2,11 @@
 //! open documents and from the parts of this one the prompt does not show.
 //!
 //! Three kinds, ranked in this order:
-//! - definitions of the names used above the cursor (`definitions`);
+//! - definitions of the names used near the cursor (`definitions`): from
+//!   the open documents, and with the workspace index (`context.workspace`)
+//!   from every file of the project, the file's imports first
+//!   (`definitions::resolve`); a file's definitions are shown together as
+//!   one snippet of that file, methods under their class header;
 //! - recently edited chunks: every document remembers the lines of its last
 //!   edits (`document::EditHistory`), and the newest [`RECENT_CHUNKS`]
 //!   chunks across all files take part, llama.vim's ring buffer;
@@ -27,9 +31,11 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::document::Document;
 use crate::engine::Snippet;
+use crate::index::Index;
 
 pub const CHUNK_LINES: usize = 16;
 pub const QUERY_LINES: usize = 32;
@@ -178,6 +184,8 @@ pub struct Query<'a> {
     /// The document being completed, and its display path.
     pub doc: &'a Document,
     pub path: &'a str,
+    /// The cursor (a char index of `doc`).
+    pub cursor: usize,
     /// Lines of `doc` the prompt already shows (prefix window to suffix end).
     pub in_prompt: Range<usize>,
     /// The stable text above the cursor ([`query_text`]).
@@ -201,8 +209,13 @@ const RECENT_BONUS: f32 = 1.0;
 
 #[derive(Debug)]
 struct Candidate {
-    /// Index into the sources (0 = the current document).
+    /// Index into the sources (0 = the current document); unused for a
+    /// definition from the workspace index, which has `ws_path`.
     source: usize,
+    /// The indexed file a workspace definition comes from.
+    ws_path: Option<Arc<str>>,
+    /// A workspace method's class / impl header.
+    container: Option<Arc<str>>,
     line: usize,
     text: String,
     score: f32,
@@ -225,7 +238,11 @@ struct Source<'a> {
 /// Of the current document only what cannot shift while the user types is
 /// used: chunks above the prompt window and definitions (a definition's
 /// text does not move with the lines around it).
-pub fn snippets(query: &Query<'_>, others: &[OtherDoc]) -> Vec<Snippet> {
+///
+/// With `workspace`, definitions resolved through the index join the
+/// candidates (`definitions::resolve`), and definitions may take
+/// [`WORKSPACE_DEF_SHARE`] of the budget instead of half.
+pub fn snippets(query: &Query<'_>, others: &[OtherDoc], workspace: Option<&Index>) -> Vec<Snippet> {
     if query.budget == 0 {
         return Vec::new();
     }
@@ -271,6 +288,8 @@ pub fn snippets(query: &Query<'_>, others: &[OtherDoc]) -> Vec<Snippet> {
             for d in super::definitions::find(rope, &tree, &q, skip) {
                 cands.push(Candidate {
                     source: i,
+                    ws_path: None,
+                    container: None,
                     line: d.line,
                     text: d.text,
                     score: DEFINITION_SCORE,
@@ -313,6 +332,8 @@ pub fn snippets(query: &Query<'_>, others: &[OtherDoc]) -> Vec<Snippet> {
             if is_recent || sim >= MIN_SCORE {
                 cands.push(Candidate {
                     source: i,
+                    ws_path: None,
+                    container: None,
                     line: start,
                     text,
                     score: sim + if is_recent { RECENT_BONUS } else { 0.0 },
@@ -322,7 +343,64 @@ pub fn snippets(query: &Query<'_>, others: &[OtherDoc]) -> Vec<Snippet> {
             }
         }
     }
-    select(cands, &sources, query)
+    if let Some(index) = workspace {
+        cands.extend(workspace_candidates(query, index, &sources));
+    }
+    select(cands, &sources, query, workspace.is_some())
+}
+
+/// Share of the budget definitions may take with the workspace index (the
+/// signatures of the names a line is about to call are what it lacks most;
+/// similar and recent chunks get the rest).
+pub const WORKSPACE_DEF_SHARE: (usize, usize) = (3, 4);
+
+/// Definitions from the workspace index (see `definitions::resolve`),
+/// except those of files open in the editor: their current text is a
+/// source already.
+fn workspace_candidates(
+    query: &Query<'_>,
+    index: &Index,
+    sources: &[Source<'_>],
+) -> Vec<Candidate> {
+    let doc = query.doc;
+    let (Some(tree), Some(lang)) = (doc.tree(), doc.lang()) else {
+        return Vec::new();
+    };
+    let rope = &doc.rope;
+    let cursor = query.cursor.min(rope.len_chars());
+    let line = rope.char_to_line(cursor);
+    let from = rope.line_to_char(line).max(cursor.saturating_sub(256));
+    let line_prefix = rope.slice(from..cursor).to_string();
+    let near = super::definitions::Near {
+        index,
+        path: query.path,
+        lang,
+        rope: &doc.rope,
+        tree: &tree,
+        line,
+        line_prefix: &line_prefix,
+    };
+    super::definitions::resolve(&near)
+        .into_iter()
+        .filter(|w| !sources.iter().any(|s| s.path == &*w.path))
+        .map(|w| Candidate {
+            source: usize::MAX,
+            line: w.def.line as usize,
+            text: w.def.text.to_string(),
+            container: w.def.container.clone(),
+            ws_path: Some(w.path),
+            score: DEFINITION_SCORE + w.score / 10.0,
+            whole: false,
+            definition: true,
+        })
+        .collect()
+}
+
+fn path_of<'a>(c: &'a Candidate, sources: &'a [Source<'_>]) -> &'a str {
+    match &c.ws_path {
+        Some(p) => p,
+        None => sources[c.source].path,
+    }
 }
 
 /// The newest [`RECENT_CHUNKS`] edited chunks across `sources`, as
@@ -353,14 +431,24 @@ fn recent_chunks(
 /// Best first within the budget (definitions at most half of it), without
 /// what the prompt already shows or another snippet already holds; then
 /// in (document, line) order with adjacent chunks joined.
-fn select(mut cands: Vec<Candidate>, sources: &[Source<'_>], query: &Query<'_>) -> Vec<Snippet> {
+fn select(
+    mut cands: Vec<Candidate>,
+    sources: &[Source<'_>],
+    query: &Query<'_>,
+    workspace: bool,
+) -> Vec<Snippet> {
     // Best first; ties broken by position so the choice is deterministic.
     cands.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
-            .then_with(|| sources[a.source].path.cmp(sources[b.source].path))
+            .then_with(|| path_of(a, sources).cmp(path_of(b, sources)))
             .then(a.line.cmp(&b.line))
     });
+    let (num, den) = if workspace {
+        WORKSPACE_DEF_SHARE
+    } else {
+        (1, 2)
+    };
     let current = normalize(query.prefix);
     let mut chosen: Vec<(Candidate, String)> = Vec::new();
     let mut used = 0usize;
@@ -379,8 +467,10 @@ fn select(mut cands: Vec<Candidate>, sources: &[Source<'_>], query: &Query<'_>) 
         }
         // The file separator and path header cost a few tokens too.
         let budget = query.budget_tokens;
-        let cost = query.tokens.count(&c.text) + query.tokens.count(sources[c.source].path) + 4;
-        if used + cost > budget || (c.definition && used_defs + cost > budget / 2) {
+        let container = c.container.as_deref().map_or(0, |h| query.tokens.count(h));
+        let cost =
+            query.tokens.count(&c.text) + container + query.tokens.count(path_of(&c, sources)) + 4;
+        if used + cost > budget || (c.definition && used_defs + cost > budget * num / den) {
             continue;
         }
         used += cost;
@@ -391,15 +481,41 @@ fn select(mut cands: Vec<Candidate>, sources: &[Source<'_>], query: &Query<'_>) 
     }
     let mut chosen: Vec<Candidate> = chosen.into_iter().map(|(c, _)| c).collect();
     chosen.sort_by(|a, b| {
-        sources[a.source]
-            .path
-            .cmp(sources[b.source].path)
+        path_of(a, sources)
+            .cmp(path_of(b, sources))
             .then(a.line.cmp(&b.line))
     });
-    // Adjacent whole chunks of one file become one snippet.
+    // Adjacent whole chunks of one file become one snippet, and so do the
+    // workspace definitions of one file (a class header once for its
+    // methods).
     let mut out: Vec<Snippet> = Vec::new();
     let mut last: Option<(usize, usize)> = None; // (source, end line) of a whole chunk
+    let mut last_ws: Option<(Arc<str>, Option<Arc<str>>)> = None; // (file, container)
     for c in chosen {
+        if let Some(path) = &c.ws_path {
+            let same_file = last_ws.as_ref().is_some_and(|(p, _)| p == path);
+            let header = match (&c.container, &last_ws) {
+                (Some(h), Some((p, Some(prev)))) if p == path && prev == h => None,
+                (Some(h), _) => Some(h.to_string()),
+                (None, _) => None,
+            };
+            let mut text = header.map(|h| h + "\n").unwrap_or_default();
+            text.push_str(&c.text);
+            if same_file {
+                let s = out.last_mut().unwrap();
+                s.text.push_str("\n");
+                s.text.push_str(&text);
+            } else {
+                out.push(Snippet {
+                    path: path.to_string(),
+                    text,
+                });
+            }
+            last_ws = Some((path.clone(), c.container.clone()));
+            last = None;
+            continue;
+        }
+        last_ws = None;
         let adjacent = c.whole && last == Some((c.source, c.line));
         let end = c.line + c.text.lines().count().max(1);
         if adjacent {
@@ -419,3 +535,7 @@ fn select(mut cands: Vec<Candidate>, sources: &[Source<'_>], query: &Query<'_>) 
     }
     out
 }
+
+#[cfg(test)]
+#[path = "workspace_tests.rs"]
+mod workspace_tests;

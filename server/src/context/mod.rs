@@ -191,6 +191,9 @@ pub fn build(
 pub enum Head<'a> {
     /// Search the other open documents (and this one) afresh.
     Search(&'a [OtherDoc]),
+    /// [index] issue 19: as `Search`, and the whole project through the
+    /// workspace index (`context.workspace`).
+    Workspace(&'a [OtherDoc], &'a crate::index::Index),
     /// Keep the ones an earlier prompt of this document used: the head
     /// comes first in the prompt, and a change there re-evaluates all that
     /// follows it (see `complete::PromptHeads`).
@@ -312,6 +315,7 @@ pub fn build_with(
         let query = crossfile::Query {
             doc,
             path,
+            cursor,
             in_prompt: rope.char_to_line(start_char)..rope.char_to_line(suffix_end) + 1,
             text: &text,
             prefix: &prefix,
@@ -319,11 +323,12 @@ pub fn build_with(
             budget_tokens: cfg.extra_tokens as usize,
             tokens,
         };
-        let others = match head {
-            Head::Search(others) => others,
-            Head::Keep(_) => &[],
+        let (others, workspace) = match head {
+            Head::Search(others) => (others, None),
+            Head::Workspace(others, index) => (others, Some(index)),
+            Head::Keep(_) => (&[][..], None),
         };
-        crossfile::snippets(&query, others)
+        crossfile::snippets(&query, others, workspace)
     };
 
     Context {

@@ -94,12 +94,13 @@ async fn suggest(
         .rope
         .char_to_line(cursor.min(snap.doc.rope.len_chars()));
     let kept = state.heads.kept(&snap.uri, line);
-    let others;
+    let (others, index);
     let head = match &kept {
         Some(k) => Head::Keep(k),
         None => {
             others = state.other_docs(&snap.uri, &[]);
-            Head::Search(&others)
+            index = state.workspace_index(&config);
+            search_head(&others, index.as_deref())
         }
     };
     let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, head, &engine.tokenizer);
@@ -427,6 +428,18 @@ pub fn watch_acceptance(state: &State, doc: &Document, uri: &str, inserted: &[&s
         if let Ok(e) = state.engine() {
             e.stats.accepted.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The head to search: the open documents, and the workspace index when
+/// there is one (`context.workspace`).
+pub fn search_head<'a>(
+    others: &'a [crate::context::OtherDoc],
+    index: Option<&'a crate::index::IndexHandle>,
+) -> Head<'a> {
+    match index {
+        Some(ix) => Head::Workspace(others, &ix.index),
+        None => Head::Search(others),
     }
 }
 

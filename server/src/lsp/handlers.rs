@@ -42,6 +42,71 @@ pub fn did_open(state: &State, p: lsp::DidOpenTextDocumentParams) {
     state
         .docs
         .open(d.uri.as_str(), &d.text, d.version, &d.language_id);
+    // [index] The open text may differ from the disk: index it (on the
+    // index thread; the copy is the only cost here).
+    if let (Some(ix), Some(path)) = (
+        state.workspace_index(&state.config()),
+        proto::file_path(d.uri.as_str()),
+    ) {
+        ix.open(path.into(), d.text);
+    }
+}
+
+/// [index] `didSave`, and `didChangeWatchedFiles` for each file: read the
+/// file again (or drop it when it is gone), in the background.
+pub fn file_changed(state: &State, uri: &lsp::Uri) {
+    if let (Some(ix), Some(path)) = (
+        state.workspace_index(&state.config()),
+        proto::file_path(uri.as_str()),
+    ) {
+        ix.refresh(path.into());
+    }
+}
+
+/// [index] Ask the client to tell us about files changed outside the
+/// editor (a `git checkout`, a generator), when it can and the index runs.
+pub async fn watch_files(state: Arc<State>) {
+    if !state.client_watch_files.load(Ordering::Relaxed) || state.index.read().unwrap().is_none() {
+        return;
+    }
+    let registration = lsp::Registration {
+        id: "slm-ls/watch".into(),
+        method: "workspace/didChangeWatchedFiles".into(),
+        register_options: Some(json!({ "watchers": [{ "globPattern": "**/*" }] })),
+    };
+    if let Err(e) = state.client.register_capability(vec![registration]).await {
+        tracing::debug!("file watchers not registered: {e}");
+    }
+}
+
+/// [index] Start the workspace index when there is a root folder, the
+/// setting is on, and none runs yet: the walk and parse happen on the
+/// index's own thread, so this returns at once.
+pub fn start_index(state: &State) {
+    let config = state.config();
+    if !config.context.workspace || config.context.naive {
+        return;
+    }
+    let Some(root) = state
+        .root_uri
+        .read()
+        .unwrap()
+        .as_deref()
+        .and_then(proto::file_path)
+    else {
+        return;
+    };
+    let mut slot = state.index.write().unwrap();
+    if slot.is_some() {
+        return;
+    }
+    let limits = crate::index::Limits {
+        never_send: config.remote.never_send.clone(),
+        ..Default::default()
+    };
+    let handle = crate::index::IndexHandle::spawn(limits);
+    handle.build(root.trim_end_matches('/').into());
+    *slot = Some(Arc::new(handle));
 }
 
 /// Applies the edits; returns the char index just after the last edit
@@ -78,6 +143,8 @@ pub fn did_close(state: &State, p: lsp::DidCloseTextDocumentParams) {
         .map(|s| s.doc.rope.len_bytes())
         .unwrap_or(0);
     state.docs.close(uri);
+    // [index] Unsaved changes are gone with the editor: back to the disk.
+    file_changed(state, &p.text_document.uri);
     state.acceptance.forget(uri);
     state.heads.forget(uri);
     if let Ok(engine) = state.engine() {
@@ -166,7 +233,16 @@ pub async fn stats(state: Arc<State>) -> Result<Value> {
         state.config().remote.price_per_1k_tokens,
         local_tokens.unwrap_or(0),
     );
-    Ok(json!({ "openDocuments": docs, "model": model, "completion": report, "remote": remote }))
+    // [index] issue 19: files, definitions, memory, build time.
+    let index = match state.index.read().unwrap().as_ref() {
+        Some(ix) if state.config().context.workspace => {
+            serde_json::to_value(ix.index.stats()).unwrap_or_default()
+        }
+        _ => json!({ "state": "off" }),
+    };
+    Ok(
+        json!({ "openDocuments": docs, "model": model, "completion": report, "remote": remote, "workspaceIndex": index }),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -312,12 +388,13 @@ pub fn warm(state: &State, uri: &str, cursor: Option<usize>) {
         .rope
         .char_to_line(cursor.min(snap.doc.rope.len_chars()));
     let kept = state.heads.kept_at_pause(uri, line);
-    let others;
+    let (others, index);
     let head = match &kept {
         Some(k) => Head::Keep(k),
         None => {
             others = state.other_docs(uri, &[]);
-            Head::Search(&others)
+            index = state.workspace_index(&config);
+            completion::search_head(&others, index.as_deref())
         }
     };
     let prep = complete::prepare_with(&snap.doc, cursor, &config, &path, head, &engine.tokenizer);

@@ -77,6 +77,9 @@ impl LanguageServer for Backend {
     async fn initialized(&self, _: lsp::InitializedParams) {
         let state = self.state.clone();
         tokio::spawn(handlers::load_engine(state));
+        // [index] issue 19: the workspace index, on its own thread.
+        handlers::start_index(&self.state);
+        tokio::spawn(handlers::watch_files(self.state.clone()));
     }
 
     async fn shutdown(&self) -> Result<()> {
@@ -124,7 +127,21 @@ impl LanguageServer for Backend {
         .await
     }
 
-    async fn did_save(&self, _: lsp::DidSaveTextDocumentParams) {}
+    async fn did_save(&self, p: lsp::DidSaveTextDocumentParams) {
+        guarded_notification(&self.state, "didSave", async {
+            handlers::file_changed(&self.state, &p.text_document.uri);
+        })
+        .await
+    }
+
+    async fn did_change_watched_files(&self, p: lsp::DidChangeWatchedFilesParams) {
+        guarded_notification(&self.state, "didChangeWatchedFiles", async {
+            for c in &p.changes {
+                handlers::file_changed(&self.state, &c.uri);
+            }
+        })
+        .await
+    }
 
     async fn did_close(&self, p: lsp::DidCloseTextDocumentParams) {
         guarded_notification(&self.state, "didClose", async {
@@ -135,7 +152,10 @@ impl LanguageServer for Backend {
 
     async fn did_change_configuration(&self, p: lsp::DidChangeConfigurationParams) {
         guarded_notification(&self.state, "didChangeConfiguration", async {
-            match handlers::apply_settings(&self.state, &p.settings) {
+            let applied = handlers::apply_settings(&self.state, &p.settings);
+            // [index] `context.workspace` may have been turned on.
+            handlers::start_index(&self.state);
+            match applied {
                 Ok(true) => {
                     tokio::spawn(handlers::load_engine(self.state.clone()));
                 }
@@ -208,6 +228,16 @@ impl Backend {
         self.state
             .client_show_document
             .store(show_document, std::sync::atomic::Ordering::Relaxed);
+        let watch = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.did_change_watched_files.as_ref())
+            .and_then(|d| d.dynamic_registration)
+            .unwrap_or(false);
+        self.state
+            .client_watch_files
+            .store(watch, std::sync::atomic::Ordering::Relaxed);
         #[allow(deprecated)]
         let root = params
             .workspace_folders
@@ -291,6 +321,13 @@ impl Backend {
         .await
     }
 
+    async fn test_prompt_head(&self, p: Value) -> Result<Value> {
+        guarded("slm-ls/test/promptHead", async {
+            super::test_hooks::prompt_head(&self.state, &p)
+        })
+        .await
+    }
+
     async fn test_document_text(&self, p: Value) -> Result<Value> {
         guarded("slm-ls/test/documentText", async {
             super::test_hooks::document_text(&self.state, &p)
@@ -368,6 +405,7 @@ pub async fn serve_stdio(cli: CliOverrides) -> i32 {
                 super::test_hooks::DOCUMENT_TEXT,
                 Backend::test_document_text,
             )
+            .custom_method(super::test_hooks::PROMPT_HEAD, Backend::test_prompt_head)
     } else {
         builder
     };

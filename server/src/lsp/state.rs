@@ -122,6 +122,12 @@ pub struct State {
     /// Shown suggestions, to notice from later edits that one was accepted.
     pub acceptance: Acceptance,
     pub root_uri: RwLock<Option<String>>,
+    /// [index] issue 19: the workspace index, started by `initialized`
+    /// when there is a root folder and `context.workspace` is on. Its own
+    /// thread writes it; requests only read it.
+    pub index: RwLock<Option<Arc<crate::index::IndexHandle>>>,
+    /// The client registers file watchers on request (`didChangeWatchedFiles`).
+    pub client_watch_files: AtomicBool,
     /// Client can show `$/progress` created with `window/workDoneProgress/create`.
     pub client_progress: AtomicBool,
     /// Client opens documents on `window/showDocument` (explain answers).
@@ -147,6 +153,8 @@ impl State {
             heads: Default::default(),
             acceptance: Acceptance::default(),
             root_uri: RwLock::new(None),
+            index: RwLock::new(None),
+            client_watch_files: AtomicBool::new(false),
             client_progress: AtomicBool::new(false),
             client_show_document: AtomicBool::new(false),
             shutdown_received: AtomicBool::new(false),
@@ -220,6 +228,15 @@ impl State {
                 engine.forget(&uri);
             }
         }
+    }
+
+    /// [index] The workspace index to resolve names with, when
+    /// `context.workspace` is on and one was started.
+    pub fn workspace_index(&self, config: &Config) -> Option<Arc<crate::index::IndexHandle>> {
+        if !config.context.workspace {
+            return None;
+        }
+        self.index.read().unwrap().clone()
     }
 
     /// The model path in force and where it was set.

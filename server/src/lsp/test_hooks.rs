@@ -10,6 +10,10 @@
 //! - `slm-ls/test/documentText` (request, `{ "uri": … }`): the server's
 //!   view of a document (`text`, `version`, `languageId`), so a test can
 //!   check that it equals the client's after thousands of edits.
+//! - `slm-ls/test/promptHead` (request, `{ "uri": …, "line": … }`): the
+//!   prompt head (cross-file snippets, `[{ "path", "text" }]`) the
+//!   document's last prompt near `line` used, so a test can show that a
+//!   definition from an unopened file reached the prompt (issue 19).
 
 use serde_json::{json, Value};
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
@@ -19,6 +23,7 @@ use super::state::State;
 pub const PANIC: &str = "slm-ls/test/panic";
 pub const PANIC_NOTIFICATION: &str = "slm-ls/test/panicNotification";
 pub const DOCUMENT_TEXT: &str = "slm-ls/test/documentText";
+pub const PROMPT_HEAD: &str = "slm-ls/test/promptHead";
 
 pub fn enabled() -> bool {
     std::env::var("SLM_LS_TEST_HOOKS").is_ok_and(|v| v == "1")
@@ -50,4 +55,22 @@ pub fn document_text(state: &State, p: &Value) -> Result<Value> {
         "version": snap.doc.version,
         "languageId": snap.doc.language_id,
     }))
+}
+
+pub fn prompt_head(state: &State, p: &Value) -> Result<Value> {
+    let (Some(uri), Some(line)) = (
+        p.get("uri").and_then(Value::as_str),
+        p.get("line").and_then(Value::as_u64),
+    ) else {
+        return Err(Error {
+            code: ErrorCode::InvalidParams,
+            message: "slm-ls/test/promptHead needs { \"uri\": string, \"line\": number }".into(),
+            data: None,
+        });
+    };
+    let head = state.heads.kept(uri, line as usize).unwrap_or_default();
+    Ok(json!(head
+        .iter()
+        .map(|s| json!({ "path": s.path, "text": s.text }))
+        .collect::<Vec<_>>()))
 }

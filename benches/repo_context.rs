@@ -1,0 +1,601 @@
+//! Repository-level bench (issue 19): holes at lines that call a name
+//! defined in another file of the same project, the cursor right before
+//! the name, the rest of the line the answer.
+//!
+//! Projects are real code not written here, copied into a scratch folder
+//! (the workspace root): Python standard-library packages (`email`,
+//! `asyncio`, `importlib`, `json`), crates from the cargo registry
+//! (`regex-syntax`, `serde_json`, `tokio`), npm's own JavaScript (`lib/`)
+//! and the Go package in git's contrib (`persistent-https`). A name counts
+//! as "defined in another file" when the outline of another file of the
+//! project defines it and the hole's own file does not.
+//!
+//! Rows, on the same holes, one server per row and project:
+//! - `workspace`: slm-ls with the workspace index (the default);
+//! - `file-only`: `context.workspace: false` (only the file is open: today);
+//! - `naive`: `context.naive: true` (the plain-FIM floor).
+//!
+//! `llama-server /infill` as llama.vim drives it scores the same holes from
+//! the dump: `REPO_DUMP=FILE` writes them in `benches/quality.rs`'s
+//! QUALITY_DUMP format for `benches/peer_llama_server.py --quality FILE`.
+//!
+//! Holes are split by a hash of the file's path: the `dev` half (tuned on)
+//! and the `held-out` half (never looked at while tuning); both reported.
+//! Scores: exact first line, edit similarity, empty answers, with 95%
+//! intervals (Wilson for proportions, normal for the mean). The index's
+//! build time and memory per project are read from `slm-ls/stats`.
+//!
+//! Env: REPO_HOLES (per project, default 25), REPO_PROJECTS (comma list of
+//! names), REPO_ROWS (comma list, default all three), REPO_THREADS (model
+//! threads, default 0 = all), REPO_DUMP.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Scratch, TestServer};
+use serde_json::{json, Value};
+use slm_ls::index::outline;
+use slm_ls::syntax::{parse_str, Lang};
+
+struct Project {
+    name: &'static str,
+    lang: Lang,
+    language_id: &'static str,
+    /// The copied tree (root of the workspace).
+    root: PathBuf,
+}
+
+struct Hole {
+    project: usize,
+    rel: String,
+    text: String,
+    /// Byte offset of the cursor in `text`; UTF-16 line/column.
+    cursor: usize,
+    line: u32,
+    col: u32,
+    expected: String,
+    held_out: bool,
+}
+
+fn copy_tree(from: &Path, to: &Path, exts: &[&str], depth: usize) {
+    let Ok(rd) = std::fs::read_dir(from) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || name == "tests" || name == "test" || name == "benches" {
+            continue;
+        }
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() && depth > 0 {
+            copy_tree(&p, &to.join(&name), exts, depth - 1);
+        } else if ft.is_file() && exts.iter().any(|x| name.ends_with(x)) {
+            std::fs::create_dir_all(to).unwrap();
+            std::fs::copy(&p, to.join(&name)).unwrap();
+        }
+    }
+}
+
+fn projects(scratch: &Path) -> Vec<Project> {
+    let mut out = Vec::new();
+    let stdlib = common::stdlib_dir();
+    let want: Option<Vec<String>> = std::env::var("REPO_PROJECTS")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect());
+    let wanted = |n: &str| want.as_ref().is_none_or(|w| w.iter().any(|x| x == n));
+    let mut add =
+        |name: &'static str, lang, language_id, src: PathBuf, sub: &str, exts: &[&str]| {
+            if !wanted(name) || !src.is_dir() {
+                return;
+            }
+            let root = scratch.join(name);
+            copy_tree(&src, &root.join(sub), exts, 6);
+            out.push(Project {
+                name,
+                lang,
+                language_id,
+                root,
+            });
+        };
+    for pkg in ["email", "asyncio", "importlib", "json"] {
+        let name: &'static str = Box::leak(format!("py-{pkg}").into_boxed_str());
+        add(
+            name,
+            Lang::Python,
+            "python",
+            stdlib.join(pkg),
+            pkg,
+            &[".py"],
+        );
+    }
+    for krate in ["regex-syntax", "serde_json", "tokio"] {
+        if let Some(dir) = common::registry_crates(&[krate]).into_iter().find(|d| {
+            d.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.strip_prefix(krate).is_some_and(|r| {
+                    r.starts_with("-") && r[1..].starts_with(|c: char| c.is_ascii_digit())
+                })
+            })
+        }) {
+            let name: &'static str = Box::leak(format!("rs-{krate}").into_boxed_str());
+            add(name, Lang::Rust, "rust", dir.join("src"), "src", &[".rs"]);
+        }
+    }
+    add(
+        "js-npm",
+        Lang::JavaScript,
+        "javascript",
+        PathBuf::from("/usr/lib/node_modules/npm/lib"),
+        "lib",
+        &[".js"],
+    );
+    add(
+        "go-persistent-https",
+        Lang::Go,
+        "go",
+        PathBuf::from("/usr/share/doc/git/contrib/persistent-https"),
+        "",
+        &[".go"],
+    );
+    out
+}
+
+fn files_of(root: &Path, lang: Lang) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if Lang::from_path(&p.to_string_lossy()) == Some(lang) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn hash(s: &str) -> u64 {
+    // FNV-1a: stable across runs and platforms.
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// The called name of a call node, and where it starts.
+fn callee(node: tree_sitter::Node<'_>) -> Option<tree_sitter::Node<'_>> {
+    let f = node.child_by_field_name("function")?;
+    match f.kind() {
+        "identifier" => Some(f),
+        "attribute" => f.child_by_field_name("attribute"),
+        "field_expression" => f.child_by_field_name("field"),
+        "scoped_identifier" => f.child_by_field_name("name"),
+        "member_expression" => f.child_by_field_name("property"),
+        "selector_expression" => f.child_by_field_name("field"),
+        "generic_function" => f.child_by_field_name("function").and_then(|g| {
+            g.child_by_field_name("name")
+                .or_else(|| g.child_by_field_name("field"))
+                .or(Some(g))
+        }),
+        _ => None,
+    }
+}
+
+fn holes(projects: &[Project], per_project: usize) -> Vec<Hole> {
+    let mut out = Vec::new();
+    for (pi, p) in projects.iter().enumerate() {
+        let files = files_of(&p.root, p.lang);
+        let texts: Vec<(String, String)> = files
+            .iter()
+            .filter_map(|f| {
+                let rel = f.strip_prefix(&p.root).ok()?.to_string_lossy().to_string();
+                Some((rel, std::fs::read_to_string(f).ok()?))
+            })
+            .collect();
+        // Name → files defining it (the project's outlines).
+        let mut defined: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, (_, t)) in texts.iter().enumerate() {
+            for d in outline::outline(p.lang, t) {
+                let v = defined.entry(d.name.to_string()).or_default();
+                if !v.contains(&i) {
+                    v.push(i);
+                }
+            }
+        }
+        let mut cands: Vec<Hole> = Vec::new();
+        for (i, (rel, text)) in texts.iter().enumerate() {
+            let Some(tree) = parse_str(p.lang, text) else {
+                continue;
+            };
+            let mut stack = vec![tree.root_node()];
+            let mut per_file = Vec::new();
+            while let Some(n) = stack.pop() {
+                let mut w = n.walk();
+                stack.extend(n.named_children(&mut w));
+                if !matches!(n.kind(), "call" | "call_expression") {
+                    continue;
+                }
+                let Some(name_node) = callee(n) else { continue };
+                let name = &text[name_node.byte_range()];
+                let Some(files) = defined.get(name) else {
+                    continue;
+                };
+                if files.contains(&i) || name.len() < 4 {
+                    continue;
+                }
+                let start = name_node.start_byte();
+                let line_end = text[start..].find('\n').map_or(text.len(), |e| start + e);
+                let expected = text[start..line_end].trim_end().to_string();
+                if expected.len() < 6 || expected.len() > 100 {
+                    continue;
+                }
+                let row = name_node.start_position().row;
+                if row < 20 {
+                    continue; // deep in the module, not in its imports
+                }
+                let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+                let col = text[line_start..start].encode_utf16().count() as u32;
+                let hole_text = format!("{}{}", &text[..start], &text[line_end..]);
+                per_file.push(Hole {
+                    project: pi,
+                    rel: rel.clone(),
+                    text: hole_text,
+                    cursor: start,
+                    line: row as u32,
+                    col,
+                    expected,
+                    held_out: hash(rel) % 2 == 1,
+                });
+            }
+            // One line once (a line with two calls is one hole).
+            per_file.sort_by_key(|h| (h.line, h.col));
+            per_file.dedup_by_key(|h| h.line);
+            cands.extend(per_file);
+        }
+        // A fixed spread over the project's candidates (by hash, so the
+        // choice does not depend on the order files were listed in).
+        cands.sort_by_key(|h| hash(&format!("{}:{}", h.rel, h.line)));
+        let mut per_file_count: HashMap<String, usize> = HashMap::new();
+        let mut taken = 0;
+        for h in cands {
+            let n = per_file_count.entry(h.rel.clone()).or_insert(0);
+            if *n >= 3 || taken >= per_project {
+                continue;
+            }
+            *n += 1;
+            taken += 1;
+            out.push(h);
+        }
+    }
+    out
+}
+
+#[derive(Default, Clone)]
+struct Tally {
+    n: usize,
+    exact: usize,
+    empty: usize,
+    es: Vec<f64>,
+}
+
+fn wilson(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let (k, n, z) = (k as f64, n as f64, 1.96f64);
+    let p = k / n;
+    let d = 1.0 + z * z / n;
+    let c = (p + z * z / (2.0 * n)) / d;
+    let h = z * ((p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()) / d;
+    (c - h, c + h)
+}
+
+fn mean_ci(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, 1.96 * (var / n).sqrt())
+}
+
+fn print_tally(label: &str, t: &Tally) {
+    let (lo, hi) = wilson(t.exact, t.n);
+    let (m, h) = mean_ci(&t.es);
+    let (elo, ehi) = wilson(t.empty, t.n);
+    println!(
+        "{label:<28} n={:<4} exact {:>3} ({:.2} [{:.2}, {:.2}])  edit-sim {:.2} ± {:.2}  empty {:>3} ([{:.2}, {:.2}])",
+        t.n,
+        t.exact,
+        t.exact as f64 / t.n.max(1) as f64,
+        lo,
+        hi,
+        m,
+        h,
+        t.empty,
+        elo,
+        ehi
+    );
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + (ca != *cb) as usize)
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn edit_similarity(got: &str, want: &str) -> f64 {
+    let n = got.chars().count().max(want.chars().count());
+    if n == 0 {
+        return 1.0;
+    }
+    1.0 - levenshtein(got, want) as f64 / n as f64
+}
+
+fn wait_indexed(s: &mut TestServer) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let st = s.request("slm-ls/stats", json!(null));
+        let ix = st["workspaceIndex"].clone();
+        if ix["state"] != "building" && ix["state"] != "off" || Instant::now() > deadline {
+            return ix;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One row on one project's holes: the answers, in order.
+fn run_row(p: &Project, holes: &[&Hole], row: &str, threads: u32) -> (Vec<String>, Value) {
+    let ctx = match row {
+        "workspace" => json!({ "workspace": true }),
+        "file-only" => json!({ "workspace": false }),
+        _ => json!({ "naive": true, "workspace": false }),
+    };
+    let root = format!("file://{}", p.root.display());
+    let mut s = TestServer::spawn(&[], &[]);
+    s.initialize_at(
+        &root,
+        json!({
+            "model": { "threads": threads },
+            "completion": { "typedAhead": false, "maxTimeMs": 60000 },
+            "context": ctx,
+        }),
+        json!({}),
+    );
+    let ix = if row == "workspace" {
+        wait_indexed(&mut s)
+    } else {
+        Value::Null
+    };
+    s.wait_ready();
+    let mut answers = Vec::new();
+    for h in holes {
+        let uri = format!("{root}/{}", h.rel);
+        s.open(&uri, p.language_id, &h.text);
+        let r = s.inline_completion(&uri, h.line, h.col);
+        s.notify(
+            "textDocument/didClose",
+            json!({ "textDocument": { "uri": uri } }),
+        );
+        let got = r["result"]["items"]
+            .get(0)
+            .and_then(|it| it["insertText"].as_str())
+            .unwrap_or("")
+            .to_string();
+        if std::env::var("REPO_VERBOSE").is_ok() {
+            println!(
+                "  [{row}] {}:{} want {:?} got {:?}",
+                h.rel,
+                h.line + 1,
+                h.expected,
+                got
+            );
+        }
+        answers.push(got);
+    }
+    assert!(s.shutdown().success());
+    (answers, ix)
+}
+
+/// REPO_SYNTH=N: index a generated tree of N files (Python, Rust, Go,
+/// JS; ~1.5 kB each) in the background and report the build time, the
+/// index's memory estimate, and the server's resident memory before the
+/// root is indexed and after (no model load in between: the model is
+/// only loaded after).
+fn synthetic(n: usize) {
+    let scratch = Scratch::new("repo-synth");
+    for i in 0..n {
+        let (ext, body) = match i % 4 {
+            0 => ("py", format!("import os\n\nLIMIT_{i} = {i}\n\ndef helper_{i}(path, flag=False):\n    \"\"\"Helper number {i}.\"\"\"\n    return os.path.join(path, str(flag))\n\nclass Thing{i}:\n    def run(self, x):\n        return helper_{i}(x)\n")),
+            1 => ("rs", format!("/// Helper number {i}.\npub fn helper_{i}(x: u32) -> u32 {{\n    x + {i}\n}}\n\npub struct Thing{i} {{\n    pub a: u32,\n}}\n\nimpl Thing{i} {{\n    pub fn run(&self) -> u32 {{ helper_{i}(self.a) }}\n}}\n")),
+            2 => ("go", format!("package p{d}\n\n// Helper{i} is number {i}.\nfunc Helper{i}(x int) int {{\n\treturn x + {i}\n}}\n\ntype Thing{i} struct {{\n\tA int\n}}\n", d = i / 100)),
+            _ => ("js", format!("// Helper number {i}.\nexport function helper{i}(a, b) {{\n  return a + b + {i};\n}}\n\nexport class Thing{i} {{\n  run(x) {{ return helper{i}(x, 1); }}\n}}\n")),
+        };
+        let dir = scratch.join(format!("d{}/e{}", i / 1000, (i / 100) % 10));
+        std::fs::create_dir_all(&dir).unwrap();
+        let filler: String = (0..20)
+            .map(|k| format!("// line {k} of filler text for file {i}\n"))
+            .collect();
+        std::fs::write(dir.join(format!("f{i}.{ext}")), format!("{filler}{body}")).unwrap();
+    }
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .unwrap_or("0")
+                        .parse()
+                        .unwrap_or(0)
+                })
+            })
+            .unwrap_or(0)
+    };
+    // No model: `model.path` points nowhere, so only the index works.
+    let mut s = TestServer::spawn(&[], &[]);
+    let root = format!("file://{}", scratch.display());
+    s.initialize_at(
+        &root,
+        json!({ "model": { "path": "/nonexistent.gguf" } }),
+        json!({}),
+    );
+    let before = rss(s.pid());
+    let t0 = Instant::now();
+    let ix = wait_indexed(&mut s);
+    let wall = t0.elapsed();
+    let after = rss(s.pid());
+    println!(
+        "synthetic tree of {n} files: {} files, {} definitions, index {} bytes ({:.1} MB), built in {} ms (polled {:.1} s), RSS {} -> {} kB (+{:.1} MB), skipped {}",
+        ix["files"], ix["definitions"], ix["bytes"], ix["bytes"].as_f64().unwrap_or(0.0) / 1e6, ix["buildMs"], wall.as_secs_f64(), before, after, (after as f64 - before as f64) / 1024.0, ix["skipped"]
+    );
+    assert!(s.shutdown().success());
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if let Some(n) = std::env::var("REPO_SYNTH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return synthetic(n);
+    }
+    let per_project: usize = std::env::var("REPO_HOLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    let threads: u32 = std::env::var("REPO_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let rows: Vec<String> = std::env::var("REPO_ROWS")
+        .unwrap_or_else(|_| "workspace,file-only,naive".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let scratch = Scratch::new("repo-context");
+    let projects = projects(&scratch);
+    let holes = holes(&projects, per_project);
+    println!(
+        "{} holes in {} projects ({} held out); rows: {}",
+        holes.len(),
+        projects.len(),
+        holes.iter().filter(|h| h.held_out).count(),
+        rows.join(", ")
+    );
+    let mut answers: HashMap<(String, usize), String> = HashMap::new();
+    for (pi, p) in projects.iter().enumerate() {
+        let hs: Vec<(usize, &Hole)> = holes
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.project == pi)
+            .collect();
+        if hs.is_empty() {
+            continue;
+        }
+        for row in &rows {
+            let t0 = Instant::now();
+            let (got, ix) = run_row(
+                p,
+                &hs.iter().map(|(_, h)| *h).collect::<Vec<_>>(),
+                row,
+                threads,
+            );
+            if !ix.is_null() {
+                println!(
+                    "index {}: {} files, {} definitions, {} bytes, built in {} ms, skipped {}",
+                    p.name,
+                    ix["files"],
+                    ix["definitions"],
+                    ix["bytes"],
+                    ix["buildMs"],
+                    ix["skipped"]
+                );
+            }
+            println!(
+                "  {} / {row}: {} holes in {:.0} s",
+                p.name,
+                hs.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            for ((i, _), g) in hs.iter().zip(got) {
+                answers.insert((row.clone(), *i), g);
+            }
+        }
+    }
+    for (label, filter) in [
+        ("all", None),
+        ("dev", Some(false)),
+        ("held-out", Some(true)),
+    ] {
+        println!("--- {label} ---");
+        for row in &rows {
+            let mut t = Tally::default();
+            let mut per_lang: HashMap<&str, Tally> = HashMap::new();
+            for (i, h) in holes.iter().enumerate() {
+                if filter.is_some_and(|f| f != h.held_out) {
+                    continue;
+                }
+                let Some(got) = answers.get(&(row.clone(), i)) else {
+                    continue;
+                };
+                let first = got.lines().next().unwrap_or("").trim_end();
+                for tt in [
+                    &mut t,
+                    per_lang.entry(projects[h.project].lang.name()).or_default(),
+                ] {
+                    tt.n += 1;
+                    tt.exact += (first == h.expected) as usize;
+                    tt.empty += got.is_empty() as usize;
+                    tt.es.push(edit_similarity(first, &h.expected));
+                }
+            }
+            print_tally(row, &t);
+            if label == "all" {
+                let mut langs: Vec<_> = per_lang.into_iter().collect();
+                langs.sort_by_key(|(l, _)| *l);
+                for (l, tt) in langs {
+                    print_tally(&format!("  {row} / {l}"), &tt);
+                }
+            }
+        }
+    }
+    if let Ok(path) = std::env::var("REPO_DUMP") {
+        let mut out = String::new();
+        for (i, h) in holes.iter().enumerate() {
+            out += &json!({
+                "lang": projects[h.project].lang.name(),
+                "kind": if h.held_out { "held-out" } else { "dev" },
+                "prefix": &h.text[..h.cursor],
+                "suffix": &h.text[h.cursor..],
+                "expected": h.expected,
+                "slm_ls": answers.get(&("workspace".to_string(), i)).cloned().unwrap_or_default(),
+            })
+            .to_string();
+            out.push('\n');
+        }
+        std::fs::write(&path, out).expect("REPO_DUMP file");
+        println!("holes written to {path} (benches/peer_llama_server.py --quality {path})");
+    }
+}
