@@ -330,7 +330,10 @@ fn client_paths_are_untrusted_and_never_read() {
             "rootUri": root,
             "workspaceFolders": [{ "uri": root, "name": "w" }, { "uri": "file:///etc", "name": "etc" }],
             "capabilities": {},
-            "initializationOptions": { "model": { "path": real_model }, "completion": { "maxTokens": 4 } }
+            // The workspace index reads the root folder by design (what it
+            // reads and never reads: tests/workspace_index.rs, src/index/);
+            // this test is about the paths a client hands over in URIs.
+            "initializationOptions": { "model": { "path": real_model }, "completion": { "maxTokens": 4 }, "context": { "workspace": false } }
         }),
     );
     s.notify("initialized", json!({}));

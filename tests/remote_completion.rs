@@ -201,11 +201,11 @@ fn start(kind: Kind) -> FakeServer {
     FakeServer::start(move |req, _| {
         let body = req.json();
         let prefix = kind.prefix_sent(&body);
-        // The prompt leaves out the indentation before the cursor (token
-        // healing); a model writes it back first, and slm-ls removes it.
-        if prefix.ends_with("for i in range(10):\n") {
+        // The prompt ends at the cursor, after the indentation (a remote
+        // model gets no healing): the model goes on after it.
+        if prefix.ends_with("for i in range(10):\n    ") {
             kind.reply(
-                &["    total += i", "\n    print(i)", "\nprint(total)\n"],
+                &["total += i", "\n    print(i)", "\nprint(total)\n"],
                 "never",
             )
         } else {
@@ -542,9 +542,9 @@ fn cross_file_context_reaches_the_prompt() {
     assert!(r.get("error").is_none(), "{r}");
     let reqs = fake.requests();
     let body = reqs.last().expect("the server was asked").json();
-    // The cursor line goes in `prompt`, without the healed indentation
-    // (a line of indentation only is healed whole).
-    assert_eq!(body["prompt"], "", "{body}");
+    // The cursor line goes in `prompt`, indentation and all (a remote
+    // model gets no token healing).
+    assert_eq!(body["prompt"], "    ", "{body}");
     let extra = body["input_extra"].clone();
     let files: Vec<(String, String)> = extra
         .as_array()

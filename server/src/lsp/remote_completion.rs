@@ -47,15 +47,12 @@ pub async fn suggest(
         // The server's tokenizer is not ours: budgets stay estimates.
         &crate::context::Estimate,
     );
-    // A remote model is not constrained to write healed text back first:
-    // healed punctuation (`!` of `assert_eq!`) goes back into its prompt.
-    // Whitespace stays left out: a model writes it back or not, and either
-    // reads right.
-    let heal = &mut prep.ctx.input.heal;
-    if !heal.is_empty() && heal.trim() == heal.as_str() {
-        let h = std::mem::take(heal);
-        prep.ctx.input.prefix.push_str(&h);
-    }
+    // A remote model is not constrained to write healed text back first,
+    // so its prompt ends exactly at the cursor (the plain prompt, which
+    // measured best without constrained decoding: issue 18): healed
+    // punctuation (`!` of `assert_eq!`) and whitespace go back into it.
+    let h = std::mem::take(&mut prep.ctx.input.heal);
+    prep.ctx.input.prefix.push_str(&h);
     if config.completion.typed_ahead {
         if let Some(hit) = state.typed_ahead.get(prep.key) {
             return Ok(Some(hit));
