@@ -59,6 +59,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "scoring.rs"]
+mod scoring;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -70,6 +72,7 @@ use serde_json::{json, Value};
 use slm_ls::config::Config;
 use slm_ls::context::{self, TokenCount};
 use slm_ls::document::Document;
+use scoring::{edit_similarity, mean_ci, wilson};
 use slm_ls::syntax::{error_count, parse_str, Lang};
 
 struct Rng(u64);
@@ -494,30 +497,6 @@ fn build_samples(
     out
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        cur[0] = i;
-        for j in 1..=b.len() {
-            let sub = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
-fn edit_similarity(got: &str, want: &str) -> f64 {
-    let n = got.chars().count().max(want.chars().count());
-    if n == 0 {
-        return 1.0;
-    }
-    1.0 - levenshtein(got, want) as f64 / n as f64
-}
-
 fn first_line(s: &str) -> &str {
     s.split('\n').next().unwrap_or("").trim_end()
 }
@@ -721,34 +700,22 @@ fn run(row: &Row, samples: &[Sample]) -> Vec<Answer> {
     out
 }
 
-/// Wilson 95% interval of k successes in n, in percent.
-fn wilson(k: usize, n: usize) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 0.0);
-    }
-    let (z, n, p) = (1.96f64, n as f64, k as f64 / n as f64);
-    let d = 1.0 + z * z / n;
-    let c = (p + z * z / (2.0 * n)) / d;
-    let h = z * ((p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()) / d;
-    (100.0 * (c - h).max(0.0), 100.0 * (c + h).min(1.0))
-}
-
 fn pct_ci(k: usize, n: usize) -> String {
     let (lo, hi) = wilson(k, n);
     format!(
-        "{:.1}% [{lo:.1}, {hi:.1}]",
-        100.0 * k as f64 / n.max(1) as f64
+        "{:.1}% [{:.1}, {:.1}]",
+        100.0 * k as f64 / n.max(1) as f64,
+        100.0 * lo,
+        100.0 * hi
     )
 }
 
-fn mean_ci(v: &[f64]) -> String {
+fn mean_ci_text(v: &[f64]) -> String {
     if v.is_empty() {
         return "—".into();
     }
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    format!("{m:.3} ±{:.3}", 1.96 * (var / n).sqrt())
+    let (m, h) = mean_ci(v);
+    format!("{m:.3} ±{h:.3}")
 }
 
 /// Paired bootstrap of sum(a)/sum(b) over the same samples: the ratio
@@ -828,10 +795,10 @@ fn window_use(samples: &[Sample], prefix_tokens: Option<u32>) {
     println!("| language | samples | used/budget (mean, 95% CI) |\n|---|---|---|");
     let mut all = Vec::new();
     for (lang, v) in &per {
-        println!("| {lang} | {} | {} |", v.len(), mean_ci(v));
+        println!("| {lang} | {} | {} |", v.len(), mean_ci_text(v));
         all.extend(v);
     }
-    println!("| **all** | {} | {} |", all.len(), mean_ci(&all));
+    println!("| **all** | {} | {} |", all.len(), mean_ci_text(&all));
 }
 
 fn report(samples: &[Sample], rows: &[Row], answers: &[Vec<Answer>]) {
@@ -862,7 +829,7 @@ fn report(samples: &[Sample], rows: &[Row], answers: &[Vec<Answer>]) {
                 pct_ci(exact(r, &ix), ix.len()),
                 pct_ci(exact(r, &tune), tune.len()),
                 pct_ci(exact(r, &check), check.len()),
-                mean_ci(&es(r, &ix)),
+                mean_ci_text(&es(r, &ix)),
                 empty(r, &ix),
                 100.0 * empty(r, &ix) as f64 / ix.len().max(1) as f64,
                 ms(r, &ix),
@@ -929,10 +896,10 @@ fn report(samples: &[Sample], rows: &[Row], answers: &[Vec<Answer>]) {
                 "| {} | {} | {} | {} | {} | {} | {} | {:.0} |",
                 row.name,
                 blocks.len(),
-                mean_ci(&lines),
+                mean_ci_text(&lines),
                 pct_ci(exact(r, &blocks), blocks.len()),
                 pct_ci(parses, blocks.len()),
-                mean_ci(&es(r, &blocks)),
+                mean_ci_text(&es(r, &blocks)),
                 empty(r, &blocks),
                 ms(r, &blocks),
             );

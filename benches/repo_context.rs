@@ -31,6 +31,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "scoring.rs"]
+mod scoring;
+
+use scoring::{edit_similarity, mean_ci, wilson};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -287,28 +291,6 @@ struct Tally {
     es: Vec<f64>,
 }
 
-fn wilson(k: usize, n: usize) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 0.0);
-    }
-    let (k, n, z) = (k as f64, n as f64, 1.96f64);
-    let p = k / n;
-    let d = 1.0 + z * z / n;
-    let c = (p + z * z / (2.0 * n)) / d;
-    let h = z * ((p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()) / d;
-    (c - h, c + h)
-}
-
-fn mean_ci(v: &[f64]) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, 1.96 * (var / n).sqrt())
-}
-
 fn print_tally(label: &str, t: &Tally) {
     let (lo, hi) = wilson(t.exact, t.n);
     let (m, h) = mean_ci(&t.es);
@@ -326,29 +308,6 @@ fn print_tally(label: &str, t: &Tally) {
         elo,
         ehi
     );
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + (ca != *cb) as usize)
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-fn edit_similarity(got: &str, want: &str) -> f64 {
-    let n = got.chars().count().max(want.chars().count());
-    if n == 0 {
-        return 1.0;
-    }
-    1.0 - levenshtein(got, want) as f64 / n as f64
 }
 
 fn wait_indexed(s: &mut TestServer) -> Value {
