@@ -15,7 +15,11 @@
 //! 3. structural rules: AWS secret keys, bearer/basic credentials,
 //!    passwords in URLs, `.env`-style `KEY=value` lines with a sensitive
 //!    name or a high-entropy value, and assignments to sensitive names
-//!    (`password = "..."`, `"api_key": "..."`, `secret: ...` in config files).
+//!    (`password = "..."`, `"api_key": "..."`, `secret: ...` in config files);
+//!    last, quoted one-token literals that read as random
+//!    (`high-entropy-string`, see [`random_literal`]): the values of
+//!    catalog rules that need a provider's name, under a name that says
+//!    nothing.
 //!
 //! Redaction is best effort and errs towards removing too much; the
 //! `neverSend` patterns keep whole files (`.env`, keys) from being sent.
@@ -301,6 +305,139 @@ fn high_entropy(v: &str) -> bool {
         && v.chars().collect::<std::collections::HashSet<_>>().len() >= 10
 }
 
+/// A quoted literal that is one token: `"…"`, `'…'` or `` `…` `` whose
+/// body is token characters (base64/base64url, hex, dotted and `id:secret`
+/// shapes), possibly with markers an earlier layer left in it.
+static QUOTED_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
+    let body = r"(?:[A-Za-z0-9+/=_.~:-]|\[REDACTED:[a-z0-9-]+\])";
+    Regex::new(&format!(
+        r#""({body}{{14,}})"|'({body}{{14,}})'|`({body}{{14,}})`"#
+    ))
+    .unwrap()
+});
+
+/// The smallest value [`random_literal`] considers. Random keys and ids
+/// shorter than this cannot be told from code by their letters alone.
+pub const RANDOM_LITERAL_MIN: usize = 14;
+
+/// Whether a one-token literal reads as random (a key, a token, an id)
+/// rather than as code: detect-secrets' `HighEntropyString` idea, made to
+/// work on short values too, with two tests code rarely passes:
+///
+/// - **entropy near the most its length allows**: Shannon entropy of at
+///   least [`ENTROPY_SHARE`] of `log2(min(len, charset))`, the charset
+///   being hex (16) when the value is all hex digits, else base64 (64).
+///   Fixed floors (detect-secrets' 4.5 and 3.0) cannot work below 24
+///   characters, where even a perfectly random value cannot reach them;
+/// - **mixed character classes, mixed often**: two of upper case, lower
+///   case and digits, changing from one to another at a quarter of the
+///   places or more. Identifiers (`HTTPConnectionPool`,
+///   `x86_64-unknown-linux-gnu`) change class at word boundaries only;
+///
+/// and none of the patterns random values almost never have: a run of 5
+/// ascending or descending characters (`abcde`, `0123`: alphabets and
+/// test strings), 4 of the same character in a row, a `://` (a URL).
+/// Values of digits only (numeric client ids of 16 to 20 digits) pass
+/// with no two digits in a row the same more than twice and not a
+/// decimal bound of an integer type (`18446744073709551615`).
+fn random_literal(v: &str) -> bool {
+    const ENTROPY_SHARE: f64 = 0.8;
+    let b = v.as_bytes();
+    let n = b.len();
+    if !(RANDOM_LITERAL_MIN..=4096).contains(&n) || v.contains("://") {
+        return false;
+    }
+    let class = |c: u8| match c {
+        b'a'..=b'z' => 1u8,
+        b'A'..=b'Z' => 2,
+        b'0'..=b'9' => 3,
+        _ => 0,
+    };
+    let mut seen = [false; 4];
+    let mut changes = 0;
+    let mut pairs = 0;
+    let (mut up, mut down, mut same) = (1, 1, 1);
+    for i in 0..n {
+        seen[class(b[i]) as usize] = true;
+        if i == 0 {
+            continue;
+        }
+        let (p, c) = (b[i - 1], b[i]);
+        let (cp, cc) = (class(p), class(c));
+        if cp != 0 && cc != 0 {
+            pairs += 1;
+            changes += usize::from(cp != cc);
+        }
+        up = if c == p.wrapping_add(1) && cc != 0 {
+            up + 1
+        } else {
+            1
+        };
+        down = if c.wrapping_add(1) == p && cc != 0 {
+            down + 1
+        } else {
+            1
+        };
+        same = if c == p { same + 1 } else { 1 };
+        if up >= 5 || down >= 5 || same >= 4 {
+            return false;
+        }
+    }
+    let classes = seen[1..].iter().filter(|s| **s).count();
+    let h = secrets::shannon_entropy(v);
+    if classes == 1 && seen[3] && !seen[0] {
+        const BOUNDS: &[&str] = &[
+            "18446744073709551615",
+            "9223372036854775807",
+            "9223372036854775808",
+            "4294967295",
+            "2147483647",
+            "2147483648",
+        ];
+        return (16..=20).contains(&n) && !BOUNDS.contains(&v) && h >= 2.5;
+    }
+    if classes < 2 || changes * 4 < pairs || v.contains("::") {
+        return false;
+    }
+    // Words: identifiers are made of them, random values of letters.
+    let (segments, alnum) = word_segments(b);
+    let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+    let vowels = b.iter().filter(|c| b"aeiouAEIOU".contains(c)).count();
+    let short_words = alnum <= 5 * segments / 2;
+    let unpronounceable = letters > 0 && vowels * 4 <= letters;
+    if !(short_words || unpronounceable) {
+        return false;
+    }
+    let hex = b.iter().all(u8::is_ascii_hexdigit);
+    let k = if hex { 16.0 } else { 64.0 };
+    h >= ENTROPY_SHARE * (n as f64).min(k).log2()
+}
+
+/// How many words `b` splits into the way identifiers do (`HTTPConnection`
+/// → `HTTP` `Connection`, `utf8Json` → `utf` `8` `Json`, `a_b` → `a` `b`),
+/// and how many letters and digits it has in all.
+fn word_segments(b: &[u8]) -> (usize, usize) {
+    let (mut segments, mut alnum) = (0, 0);
+    for i in 0..b.len() {
+        let c = b[i];
+        if !c.is_ascii_alphanumeric() {
+            continue;
+        }
+        alnum += 1;
+        let boundary = i == 0 || {
+            let p = b[i - 1];
+            !p.is_ascii_alphanumeric()
+                || p.is_ascii_digit() != c.is_ascii_digit()
+                || (p.is_ascii_lowercase() && c.is_ascii_uppercase())
+                || (p.is_ascii_uppercase()
+                    && c.is_ascii_uppercase()
+                    && b.get(i + 1).is_some_and(u8::is_ascii_lowercase))
+        };
+        segments += usize::from(boundary);
+    }
+    (segments, alnum)
+}
+
 fn strip_quotes(v: &str) -> &str {
     let v = v.trim();
     for q in ['"', '\''] {
@@ -478,6 +615,52 @@ pub fn redact_within(
             .into_owned()
     });
 
+    if over() {
+        return Err(Overtime);
+    }
+    // Last: random-looking literals no rule above recognised (a key whose
+    // rule needs a provider's name, under a name that says nothing).
+    text = QUOTED_TOKEN
+        .replace_all(&text, |c: &Captures| {
+            let whole = &c[0];
+            let body = c.get(1).or_else(|| c.get(2)).or_else(|| c.get(3)).unwrap();
+            let body = body.as_str();
+            let q = &whole[..1];
+            if !body.contains(MARK) {
+                if !random_literal(body) {
+                    return whole.to_string();
+                }
+                bump("high-entropy-string", &mut counts);
+                return format!("{q}{}{q}", marker("high-entropy-string"));
+            }
+            // A marker with token characters glued to it: the rest of a
+            // value a rule matched only part of. Pieces of 8 or more go.
+            let mut out = String::from(q);
+            let mut rest = body;
+            while !rest.is_empty() {
+                let (piece, tail) = match rest.find(MARK) {
+                    Some(0) => {
+                        let end = rest.find(']').map_or(rest.len(), |i| i + 1);
+                        out.push_str(&rest[..end]);
+                        rest = &rest[end..];
+                        continue;
+                    }
+                    Some(i) => rest.split_at(i),
+                    None => (rest, ""),
+                };
+                if piece.len() >= 8 {
+                    bump("high-entropy-string", &mut counts);
+                    out.push_str(&marker("high-entropy-string"));
+                } else {
+                    out.push_str(piece);
+                }
+                rest = tail;
+            }
+            out.push_str(q);
+            out
+        })
+        .into_owned();
+
     Ok(Redacted { text, counts })
 }
 
@@ -489,6 +672,11 @@ mod tests {
     fn r(text: &str, lang: &str) -> (String, Vec<&'static str>) {
         let out = redact(text, lang);
         (out.text, out.counts.keys().copied().collect())
+    }
+
+    fn untouched(code: &str, lang: &str) {
+        let (out, kinds) = r(code, lang);
+        assert_eq!(out, code, "code was redacted ({kinds:?})");
     }
 
     fn gone(text: &str, secret: &str, kind: &str, lang: &str) {
@@ -683,8 +871,7 @@ mod tests {
             "TOKEN_ENDS = TSPECIALS | WSP",
             "DEFAULT_ERROR_CONTENT_TYPE = \"text/html;charset=utf-8\"",
         ] {
-            let (out, kinds) = r(code, "rust");
-            assert_eq!(out, code, "code was redacted ({kinds:?})");
+            untouched(code, "rust");
         }
     }
 
@@ -745,6 +932,48 @@ mod tests {
                 kind,
                 "javascript",
             );
+        }
+    }
+
+    #[test]
+    fn random_literals_under_names_that_say_nothing() {
+        // Values of rules that need a provider's name (Adafruit, LinkedIn,
+        // Sidekiq, Telegram, Asana), under a name that says nothing.
+        for v in [
+            "xhlDycDjYthntuEFjusNnXbf",
+            "1KlI8HD5Bobdvi",
+            "48MJMeJIsPJG6JBD",
+            "b235C4D2:2A2fd7Ba",
+            "2260769057:ABTcfomYdQaUSiy93DhGsI7SF-sgV1hZarz",
+            "9378180292473869",
+            "d41d8cd98f00b204e9800998ecf8427e",
+        ] {
+            gone(
+                &format!("config_7 = \"{v}\"\n"),
+                v,
+                "high-entropy-string",
+                "python",
+            );
+            gone(
+                &format!("const c = '{v}';"),
+                v,
+                "high-entropy-string",
+                "javascript",
+            );
+        }
+        // Identifiers, header names, alphabets, bounds, paths stay.
+        for code in [
+            "raise CannotSendRequest(\"ResponseNotReady\")",
+            "h = self.headers[\"If-Modified-Since\"]",
+            "f.debug_struct(\"ClassUnicodeRange\")",
+            "x = 'encode_7or8bit'",
+            "t = \"x86_64-unknown-linux-gnu\"",
+            "alphabet = \"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\"",
+            "m = \"18446744073709551615\"",
+            "u = \"https://docs.rs/tokio/1.38.0/tokio\"",
+            "/// see `HirKind::Concat`",
+        ] {
+            untouched(code, "python");
         }
     }
 
