@@ -68,11 +68,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::TestServer;
+use scoring::{edit_similarity, mean_ci, wilson};
 use serde_json::{json, Value};
 use slm_ls::config::Config;
 use slm_ls::context::{self, TokenCount};
 use slm_ls::document::Document;
-use scoring::{edit_similarity, mean_ci, wilson};
 use slm_ls::syntax::{error_count, parse_str, Lang};
 
 struct Rng(u64);
