@@ -38,21 +38,20 @@ pub async fn suggest(
     // Cross-file snippets as for the local engine, but never from a file
     // the user's `remote.neverSend` keeps on this machine.
     let others = state.other_docs(&snap.uri, &config.remote.never_send);
-    let mut prep = complete::prepare_with(
+    // A remote model is not constrained to write healed text back first,
+    // so its prompt ends exactly at the cursor (the plain prompt, which
+    // measured best without constrained decoding: issue 18): no healing.
+    let mut unhealed = config.clone();
+    unhealed.context.heal = false;
+    let prep = complete::prepare_with(
         &snap.doc,
         cursor,
-        config,
+        &unhealed,
         &path,
         crate::context::Head::Search(&others),
         // The server's tokenizer is not ours: budgets stay estimates.
         &crate::context::Estimate,
     );
-    // A remote model is not constrained to write healed text back first,
-    // so its prompt ends exactly at the cursor (the plain prompt, which
-    // measured best without constrained decoding: issue 18): healed
-    // punctuation (`!` of `assert_eq!`) and whitespace go back into it.
-    let h = std::mem::take(&mut prep.ctx.input.heal);
-    prep.ctx.input.prefix.push_str(&h);
     if config.completion.typed_ahead {
         if let Some(hit) = state.typed_ahead.get(prep.key) {
             return Ok(Some(hit));
@@ -77,13 +76,8 @@ pub async fn suggest(
     for e in &mut input.extras {
         e.text = remote::redact::redact(&e.text, &lang).text;
     }
-    // The tail of `input.prefix`: without the whitespace the prompt leaves out.
-    let line_prefix = prep
-        .ctx
-        .line_prefix
-        .strip_suffix(prep.ctx.input.heal.as_str());
-    let line_prefix =
-        remote::redact::redact(line_prefix.unwrap_or(&prep.ctx.line_prefix), &lang).text;
+    // The tail of `input.prefix` (nothing is healed away on this path).
+    let line_prefix = remote::redact::redact(&prep.ctx.line_prefix, &lang).text;
 
     let cancel = Cancel::default();
     let _guard = CancelOnDrop(cancel.clone());
