@@ -138,7 +138,8 @@ pub struct ContextConfig {
     pub naive: bool,
     /// Token healing: leave the space, tab or punctuation character right
     /// before the cursor out of the prompt and make the model write it
-    /// first (see `context::heal`). Exists to measure it (quality bench).
+    /// first (see `context::heal`). Off for remote completion backends
+    /// (nothing constrains their first token) and to measure it.
     pub heal: bool,
     /// [index] Index the workspace folder in the background and resolve
     /// names near the cursor to definitions in any file of the project

@@ -209,3 +209,4 @@ fn context_windows_stay_within_their_token_budgets() {
         }
     }
 }
+
