@@ -209,4 +209,3 @@ fn context_windows_stay_within_their_token_budgets() {
         }
     }
 }
-
