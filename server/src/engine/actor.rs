@@ -282,6 +282,7 @@ pub(crate) fn run(
         load_ms: started.elapsed().as_millis() as u64,
     };
     tracing::info!(?info, n_ctx, "model loaded");
+    super::cpu::log_at_start();
     let batch = LlamaBatch::new(settings.batch_size as usize, 1);
     let slots = (0..settings.cache_slots)
         .map(|_| Slot {

@@ -15,6 +15,7 @@
 //! tokens.
 
 mod actor;
+pub mod cpu;
 mod listeners;
 pub mod prompt;
 pub mod reuse;

@@ -210,7 +210,8 @@ pub async fn stats(state: Arc<State>) -> Result<Value> {
     let docs = state.docs.len();
     let (model, report) = match state.engine() {
         Ok(e) => (
-            json!({ "name": e.info.model_name, "fim": e.info.fim.to_string(), "loadMs": e.info.load_ms }),
+            json!({ "name": e.info.model_name, "fim": e.info.fim.to_string(), "loadMs": e.info.load_ms,
+                    "cpuKernels": crate::engine::cpu::report() }),
             serde_json::to_value(e.stats.report()).unwrap_or_default(),
         ),
         Err(msg) => match *state.engine.read().unwrap() {
