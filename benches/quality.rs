@@ -27,6 +27,9 @@
 //!   post-processing but the single-line cut (the first line is scored);
 //! - `heal-off`: the default with `context.heal` off (does healing earn
 //!   its place?);
+//! - `frame-on`: the default with `context.fileFrame` on (the file's path
+//!   after `<|file_sep|>` at the prompt's start, as llama-server does: does
+//!   it earn its place?);
 //! - `before`: the default settings on another binary (`QUALITY_BEFORE_BIN`,
 //!   e.g. a build of the previous commit);
 //! - `big`: the default settings on another model (`QUALITY_BIG_MODEL`,
@@ -587,6 +590,7 @@ fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
             "default" => row(init(json!({}))),
             "plain" => row(init(json!({ "naive": true }))),
             "heal-off" => row(init(json!({ "heal": false }))),
+            "frame-on" => row(init(json!({ "fileFrame": true }))),
             "before" => Row {
                 program: Some(
                     std::env::var("QUALITY_BEFORE_BIN")
@@ -601,7 +605,7 @@ fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
                 )],
                 ..row(init(json!({})))
             },
-            other => panic!("unknown row {other:?} (default, plain, heal-off, before, big)"),
+            other => panic!("unknown row {other:?} (default, plain, heal-off, frame-on, before, big)"),
         });
     }
     out

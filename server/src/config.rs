@@ -141,6 +141,13 @@ pub struct ContextConfig {
     /// first (see `context::heal`). Off for remote completion backends
     /// (nothing constrains their first token) and to measure it.
     pub heal: bool,
+    /// Models with repository-level tokens (Qwen2.5-Coder's `<|file_sep|>`,
+    /// StarCoder2's `<file_sep>`): start the prompt with the file's
+    /// relative path after the file separator even when there are no
+    /// snippets from other files, as in the models' repository-level
+    /// training and as llama-server's `/infill` does. Off (the default until
+    /// the quality bench shows it helps): a bare FIM prompt.
+    pub file_frame: bool,
     /// [index] Index the workspace folder in the background and resolve
     /// names near the cursor to definitions in any file of the project
     /// (issue 19, `index/`). Off: only open documents give definitions.
@@ -159,6 +166,7 @@ impl Default for ContextConfig {
             comments: false,
             naive: false,
             heal: true,
+            file_frame: false,
             workspace: true,
         }
     }

@@ -101,6 +101,7 @@ export const SETTINGS: SettingSpec[] = [
   { key: 'context.extraTokens', type: 'integer', default: 128, minimum: 0, description: 'Token budget for the prompt head: definitions of names used near the cursor, recently edited code and similar code from open files (never secret-looking files).' },
   { key: 'context.comments', type: 'boolean', default: false, description: 'Also suggest inside comments (off: no request there).' },
   { key: 'context.naive', type: 'boolean', default: false, description: 'Benchmark floor (plain FIM): a plain window of the same token budgets, no healing, no cross-file snippets, no skipping, no post-processing.' },
+  { key: 'context.fileFrame', type: 'boolean', default: false, description: 'Models with repository-level tokens (Qwen2.5-Coder, StarCoder2): start the prompt with the file\'s relative path after the file separator, as in their repository-level training and llama-server\'s /infill (off until the quality bench shows it helps).' },
   { key: 'context.heal', type: 'boolean', default: true, description: 'Token healing: leave the space, tab or punctuation character before the cursor out of the prompt and have the model write it first (for measuring it; leave on).' },
   { key: 'context.workspace', type: 'boolean', default: true, description: 'Index the workspace folder in the background so definitions from files you never opened reach the prompt (never secret-looking or ignored files). Off: only open files are read.' },
   // --- remote (explain) ---

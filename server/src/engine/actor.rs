@@ -259,6 +259,7 @@ pub(crate) fn run(
     let format = match FimFormat::detect(&vocab, settings.fim_override) {
         Ok(mut f) => {
             f.line_in_middle = settings.fim_line_in_middle;
+            f.file_frame = settings.file_frame;
             f
         }
         Err(e) => {

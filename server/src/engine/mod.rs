@@ -52,6 +52,8 @@ pub struct EngineSettings {
     pub fim_override: Option<FimFamily>,
     /// PSM prompts put the cursor line's typed part after the middle marker.
     pub fim_line_in_middle: bool,
+    /// `context.fileFrame` (never for the `context.naive` floor).
+    pub file_frame: bool,
 }
 
 impl EngineSettings {
@@ -73,6 +75,7 @@ impl EngineSettings {
             cache_reuse_min_chunk: config.model.cache_reuse_min_chunk,
             fim_override,
             fim_line_in_middle: config.model.fim_line_in_middle,
+            file_frame: config.context.file_frame && !config.context.naive,
         })
     }
 }

@@ -168,6 +168,9 @@ pub struct FimFormat {
     /// PSM families: the cursor line's typed part goes after the middle
     /// marker (see the module docs). Set from `model.fimLineInMiddle`.
     pub line_in_middle: bool,
+    /// Start the prompt with `<file_sep>path` even without snippets (see
+    /// `context.fileFrame`). Set by the actor; off in `detect`.
+    pub file_frame: bool,
 }
 
 impl FimFormat {
@@ -188,6 +191,7 @@ impl FimFormat {
             file_sep,
             bos,
             line_in_middle: false,
+            file_frame: false,
         };
         if let Some(family) = override_ {
             return match family {
@@ -304,6 +308,12 @@ impl FimFormat {
     /// Cross-file snippets, before everything else so they stay cached.
     fn push_extras(&self, vocab: &dyn Vocab, input: &PromptInput, out: &mut Vec<i32>) {
         if input.extras.is_empty() {
+            // The file alone, framed as in repository-level training: its
+            // path tells the model the language and where it is.
+            if let Some(sep) = self.file_sep.filter(|_| self.file_frame && !input.path.is_empty()) {
+                out.push(sep);
+                out.extend(vocab.tokenize(&format!("{}\n", input.path)));
+            }
             return;
         }
         match self.file_sep {
@@ -447,6 +457,33 @@ pub(crate) mod tests {
             render(&v, &f.build(&v, &i)),
             "<|file_sep|>b.py\nX=1\n<|file_sep|>a.py\n<|fim_prefix|>def f(<|fim_suffix|>):<|fim_middle|>"
         );
+    }
+
+    #[test]
+    fn a_file_without_snippets_is_framed_by_its_path_only_when_asked() {
+        let v = FakeVocab::with(&[
+            "<|fim_prefix|>",
+            "<|fim_suffix|>",
+            "<|fim_middle|>",
+            "<|file_sep|>",
+        ]);
+        let mut f = FimFormat::detect(&v, None).unwrap();
+        let bare = "<|fim_prefix|>def f(<|fim_suffix|>):<|fim_middle|>";
+        assert_eq!(render(&v, &f.build(&v, &input())), bare, "off by default");
+        f.file_frame = true;
+        assert_eq!(
+            render(&v, &f.build(&v, &input())),
+            format!("<|file_sep|>a.py\n{bare}")
+        );
+        // No path (a scratch buffer): nothing to frame with.
+        let mut i = input();
+        i.path.clear();
+        assert_eq!(render(&v, &f.build(&v, &i)), bare);
+        // A vocabulary without repository tokens: unchanged.
+        let v = FakeVocab::with(&["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]);
+        let mut f = FimFormat::detect(&v, None).unwrap();
+        f.file_frame = true;
+        assert_eq!(render(&v, &f.build(&v, &input())), bare);
     }
 
     #[test]
