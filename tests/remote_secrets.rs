@@ -74,8 +74,8 @@ struct Sample {
     /// The value the shapes write: for tokens the whole token, for named
     /// rules the value, for verbatim ones gitleaks' secret.
     secret: String,
-    /// Every piece that must not be sent: gitleaks' secret, each capture
-    /// group of 8 characters or more, and `secret`.
+    /// Every piece that must not be sent: gitleaks' secret and each capture
+    /// group, of 8 characters or more, and `secret`.
     material: Vec<String>,
     /// For `Named`: a name the rule accepts before the value.
     name: String,
@@ -272,13 +272,16 @@ fn samples(cat: &Catalog) -> (Vec<Sample>, Vec<String>) {
             let lower = run.to_lowercase();
             let token = rule.regex.is_match(format!("\n{run}\n").as_bytes())
                 && (rule.keywords.is_empty() || rule.keywords.iter().any(|k| lower.contains(k)));
-            let mut material: Vec<String> = vec![gl_secret.clone()];
-            material.extend(
-                groups
-                    .iter()
-                    .map(|g| text[g.start()..g.end()].to_string())
-                    .filter(|g| g.len() >= 8),
-            );
+            // Pieces under 8 characters other than the value are names:
+            // gitleaks' secret for `sonar-api-token` is its first group,
+            // `(login|token)`, a word of the name, which the marker
+            // `[REDACTED:sonar-api-token]` itself contains.
+            let mut material: Vec<String> = groups
+                .iter()
+                .map(|g| text[g.start()..g.end()].to_string())
+                .chain([gl_secret.clone()])
+                .filter(|g| g.len() >= 8)
+                .collect();
             let name = names.as_ref().and_then(|g| {
                 (0..50)
                     .map(|_| String::from_utf8(rng.sample::<Vec<u8>, _>(g)).unwrap_or_default())

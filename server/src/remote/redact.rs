@@ -307,85 +307,77 @@ fn high_entropy(v: &str) -> bool {
 
 /// A quoted literal that is one token: `"…"`, `'…'` or `` `…` `` whose
 /// body is token characters (base64/base64url, hex, dotted and `id:secret`
-/// shapes), possibly with markers an earlier layer left in it.
+/// shapes, `%2B` escapes), possibly with markers an earlier layer left in
+/// it.
 static QUOTED_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
-    let body = r"(?:[A-Za-z0-9+/=_.~:-]|\[REDACTED:[a-z0-9-]+\])";
+    let body = r"(?:[A-Za-z0-9+/=_.~:%-]|\[REDACTED:[a-z0-9-]+\])";
     Regex::new(&format!(
-        r#""({body}{{14,}})"|'({body}{{14,}})'|`({body}{{14,}})`"#
+        r#""({body}{{10,}})"|'({body}{{10,}})'|`({body}{{10,}})`"#
     ))
     .unwrap()
 });
 
-/// The smallest value [`random_literal`] considers. Random keys and ids
-/// shorter than this cannot be told from code by their letters alone.
+/// The smallest value [`random_literal`] considers as it is. Random keys
+/// and ids shorter than this are hard to tell from code by their letters
+/// alone; those of [`SHORT_LITERAL_MIN`] and more need more entropy.
 pub const RANDOM_LITERAL_MIN: usize = 14;
+
+/// The smallest value [`random_literal`] considers at all: gitleaks'
+/// `generic-api-key` takes values of 10 characters and more whose entropy
+/// is above its floor (3.5 bits), which only values of 12 and more can
+/// reach; under [`RANDOM_LITERAL_MIN`] a literal needs that much.
+pub const SHORT_LITERAL_MIN: usize = 10;
 
 /// Whether a one-token literal reads as random (a key, a token, an id)
 /// rather than as code: detect-secrets' `HighEntropyString` idea, made to
-/// work on short values too, with two tests code rarely passes:
+/// work on short values too. A random value of its length and alphabet
+/// (digits, hex, letters of one case and digits, base62: [`alphabet`])
+/// fails each test below about once in a thousand times or less:
 ///
-/// - **entropy near the most its length allows**: Shannon entropy of at
-///   least [`ENTROPY_SHARE`] of `log2(min(len, charset))`, the charset
-///   being hex (16) when the value is all hex digits, else base64 (64).
-///   Fixed floors (detect-secrets' 4.5 and 3.0) cannot work below 24
-///   characters, where even a perfectly random value cannot reach them;
-/// - **mixed character classes, mixed often**: two of upper case, lower
-///   case and digits, changing from one to another at a quarter of the
-///   places or more. Identifiers (`HTTPConnectionPool`,
-///   `x86_64-unknown-linux-gnu`) change class at word boundaries only;
-///
-/// and none of the patterns random values almost never have: a run of 5
-/// ascending or descending characters (`abcde`, `0123`: alphabets and
-/// test strings), 4 of the same character in a row, a `://` (a URL).
-/// Values of digits only (numeric client ids of 16 to 20 digits) pass
-/// with no two digits in a row the same more than twice and not a
-/// decimal bound of an integer type (`18446744073709551615`).
+/// - **entropy** at least what random values of its length and alphabet
+///   have, less three standard deviations ([`entropy_floor`]); under
+///   [`RANDOM_LITERAL_MIN`] characters, also above the catalog's generic
+///   floor;
+/// - **mixed character classes**: two of upper case, lower case and
+///   digits (values of digits only: numeric client ids of 16 to 20
+///   digits, not a decimal bound of an integer type,
+///   `18446744073709551615`);
+/// - **not words**: either its letters do not read as code ([`letters`]:
+///   long pronounceable segments, classes that change at word boundaries
+///   only), or its words cost clearly more bits as words than as random
+///   characters ([`words_cost_more`]);
+/// - **no placeholder** ([`placeholder`]), no `://` (a URL), no `::` (a
+///   path).
 fn random_literal(v: &str) -> bool {
-    const ENTROPY_SHARE: f64 = 0.8;
-    let b = v.as_bytes();
-    let n = b.len();
-    if !(RANDOM_LITERAL_MIN..=4096).contains(&n) || v.contains("://") {
+    let n = v.len();
+    if !(SHORT_LITERAL_MIN..=4096).contains(&n) {
         return false;
     }
-    let class = |c: u8| match c {
-        b'a'..=b'z' => 1u8,
-        b'A'..=b'Z' => 2,
-        b'0'..=b'9' => 3,
-        _ => 0,
-    };
-    let mut seen = [false; 4];
-    let mut changes = 0;
-    let mut pairs = 0;
-    let (mut up, mut down, mut same) = (1, 1, 1);
-    for i in 0..n {
-        seen[class(b[i]) as usize] = true;
-        if i == 0 {
-            continue;
-        }
-        let (p, c) = (b[i - 1], b[i]);
-        let (cp, cc) = (class(p), class(c));
-        if cp != 0 && cc != 0 {
-            pairs += 1;
-            changes += usize::from(cp != cc);
-        }
-        up = if c == p.wrapping_add(1) && cc != 0 {
-            up + 1
-        } else {
-            1
-        };
-        down = if c.wrapping_add(1) == p && cc != 0 {
-            down + 1
-        } else {
-            1
-        };
-        same = if c == p { same + 1 } else { 1 };
-        if up >= 5 || down >= 5 || same >= 4 {
+    if n < RANDOM_LITERAL_MIN {
+        let generic = secrets::catalog()
+            .rules
+            .iter()
+            .find(|r| r.id == "generic-api-key")
+            .map(|r| r.entropy);
+        if generic.is_none_or(|floor| floor == 0.0 || secrets::shannon_entropy(v) <= floor) {
             return false;
         }
     }
-    let classes = seen[1..].iter().filter(|s| **s).count();
+    reads_random(v)
+}
+
+/// [`random_literal`]'s tests but the length.
+fn reads_random(v: &str) -> bool {
+    let b = v.as_bytes();
+    let n = b.len();
+    if n == 0 || v.contains("://") || v.contains("::") || placeholder(b) {
+        return false;
+    }
     let h = secrets::shannon_entropy(v);
-    if classes == 1 && seen[3] && !seen[0] {
+    if h < entropy_floor(n, class_alphabet(b)) {
+        return false;
+    }
+    if b.iter().all(u8::is_ascii_digit) {
         const BOUNDS: &[&str] = &[
             "18446744073709551615",
             "9223372036854775807",
@@ -394,10 +386,248 @@ fn random_literal(v: &str) -> bool {
             "2147483647",
             "2147483648",
         ];
-        return (16..=20).contains(&n) && !BOUNDS.contains(&v) && h >= 2.5;
+        return (16..=20).contains(&n) && !BOUNDS.contains(&v);
     }
-    if classes < 2 || changes * 4 < pairs || v.contains("::") {
-        return false;
+    let classes = [
+        u8::is_ascii_lowercase,
+        u8::is_ascii_uppercase,
+        u8::is_ascii_digit,
+    ]
+    .iter()
+    .filter(|f| b.iter().any(f))
+    .count();
+    classes >= 2
+        && match letters(b) {
+            Letters::Random => true,
+            Letters::Words => words_cost_more(b, WORDS_MARGIN),
+            Letters::Identifier => words_cost_more(b, IDENTIFIER_MARGIN),
+        }
+}
+
+/// The least entropy [`reads_random`] accepts for `n` characters drawn
+/// from `k`: the expected Shannon entropy of a random value of that length
+/// and alphabet ([`expected_entropy`]) less three standard deviations, a
+/// standard deviation being about `1/sqrt(n)` bits (measured: the 0.1%
+/// quantile of 20,000 random values lies 2.6 to 2.9 `/sqrt(n)` below the
+/// mean, for `k` from 10 to 64 and `n` from 10 to 100).
+fn entropy_floor(n: usize, k: f64) -> f64 {
+    expected_entropy(n, k) - 3.0 / (n as f64).sqrt()
+}
+
+/// The expected Shannon entropy, in bits per character, of `n` characters
+/// drawn at random from `k`: `log2 n - (k/n) E[c log2 c]`, `c` the count
+/// of one character, binomial `(n, 1/k)`. Short values have far less than
+/// `log2 k` (16 random hex digits: 3.2 bits, not 4).
+fn expected_entropy(n: usize, k: f64) -> f64 {
+    if n < 2 {
+        return 0.0;
+    }
+    let nf = n as f64;
+    let (p, q) = (1.0 / k, 1.0 - 1.0 / k);
+    // P(c) from P(c-1), from P(0) = q^n; terms past the bulk are nothing.
+    let mut pc = q.powf(nf);
+    let mut sum = 0.0;
+    let last = (nf * p + 12.0 * (nf * p).sqrt() + 12.0).min(nf) as usize;
+    for c in 1..=last {
+        let cf = c as f64;
+        pc *= (nf - cf + 1.0) / cf * (p / q);
+        sum += pc * cf * cf.log2();
+    }
+    nf.log2() - k * sum / nf
+}
+
+/// Whether the letters of `b`, split into words the way identifiers are
+/// (`HTTPServer` → `HTTP` `Server`; digits and punctuation apart), cost
+/// more bits as words (the catalog's [`secrets::words::Words`], one bit a
+/// word and one for a capital, digits at `log2 10` each and two bits a
+/// number, three bits a separator) than as characters drawn at random
+/// from its [`alphabet`], by `margin` bits a character or more: a
+/// likelihood ratio, words against random. `sueaYMIhoAhuzd` costs 98 bits
+/// as words and 83 at random; `AbstractChildWatcher` 86 as words and 119
+/// at random; `x86_64-unknown-linux-gnu` about as much either way.
+fn words_cost_more(b: &[u8], margin: f64) -> bool {
+    let words = &secrets::catalog().words;
+    let k = alphabet(b);
+    let (mut as_words, mut at_random) = (0.0, 0.0);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let start = i;
+        if c.is_ascii_digit() {
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            as_words += 2.0 + 10f64.log2() * (i - start) as f64;
+        } else if !c.is_ascii_alphabetic() {
+            i += 1;
+            as_words += 3.0;
+            at_random += (k + 4.0).log2();
+            continue;
+        } else if c.is_ascii_uppercase() && b.get(i + 1).is_some_and(u8::is_ascii_lowercase) {
+            i += 1; // `Server`
+            while i < b.len() && b[i].is_ascii_lowercase() {
+                i += 1;
+            }
+        } else if c.is_ascii_uppercase() {
+            // `HTTP` in `HTTPServer`: capitals up to the one a word starts with.
+            while i < b.len()
+                && b[i].is_ascii_uppercase()
+                && !b.get(i + 1).is_some_and(u8::is_ascii_lowercase)
+            {
+                i += 1;
+            }
+            if i == start {
+                i += 1;
+            }
+        } else {
+            while i < b.len() && b[i].is_ascii_lowercase() {
+                i += 1;
+            }
+        }
+        if c.is_ascii_alphabetic() {
+            as_words +=
+                1.0 + f64::from(u8::from(c.is_ascii_uppercase())) + words.bits(&b[start..i]);
+        }
+        at_random += k.log2() * (i - start) as f64;
+    }
+    as_words > at_random + margin * b.len() as f64
+}
+
+/// How many bits a character a literal whose letters read as words
+/// ([`Letters::Words`]) must cost more as words than as random characters
+/// to read as random after all: a quarter, a likelihood ratio of 11 for
+/// 14 characters, of 256 for 32. [`IDENTIFIER_MARGIN`] for one whose
+/// classes change at word boundaries only, the stronger sign of code.
+///
+/// Measured on 20,000 random values each: of 14 base62 characters, one in
+/// 350 still reads as code (one in 40 without this test), of 14 lower-case
+/// letters and digits one in 21 (one in 4), of 32 lower-case hex digits
+/// one in 120 (one in 10). On the 2.3 million lines of the crates in the
+/// cargo registry (`windows-sys` aside) and the Python standard library,
+/// 136 distinct literals are taken for random (target triples, file names,
+/// hashes), 104 without this test; on the 285,000 lines of the crates
+/// `tests/remote_secrets.rs` reads, the same 6 either way.
+const WORDS_MARGIN: f64 = 0.25;
+
+/// [`WORDS_MARGIN`] for [`Letters::Identifier`]: three quarters of a bit
+/// a character.
+const IDENTIFIER_MARGIN: f64 = 0.75;
+
+/// Whether `b` has a pattern random values almost never have: a run of
+/// ascending or descending letters or digits (`abcde`, `01234`: alphabets
+/// and test strings), or of the same character (`0000`, `xxxx`), longer
+/// than chance makes in one value of its length and alphabet in a
+/// thousand (at least 5 and 4; in 18 random digits a `7777` comes once
+/// in 70, so those runs must be 6 long).
+fn placeholder(b: &[u8]) -> bool {
+    const CHANCE: f64 = 1e-3;
+    let n = b.len() as f64;
+    let k = alphabet(b);
+    if k < 10.0 {
+        return true; // no letters or digits at all: `----------`
+    }
+    // A run of `l` at a given place: `k^-(l-1)` (twice that for either
+    // direction of a sequence).
+    let shortest = |at_least: i32, ways: f64| {
+        (at_least..)
+            .find(|&l| ways * n * k.powi(1 - l) <= CHANCE)
+            .unwrap()
+    };
+    let (seq, rep) = (shortest(5, 2.0), shortest(4, 1.0));
+    let (mut up, mut down, mut same) = (1, 1, 1);
+    for w in b.windows(2) {
+        let (p, c) = (w[0], w[1]);
+        let alnum = c.is_ascii_alphanumeric();
+        up = if alnum && c == p.wrapping_add(1) {
+            up + 1
+        } else {
+            1
+        };
+        down = if alnum && c.wrapping_add(1) == p {
+            down + 1
+        } else {
+            1
+        };
+        same = if c == p { same + 1 } else { 1 };
+        if up >= seq || down >= seq || same >= rep {
+            return true;
+        }
+    }
+    false
+}
+
+/// How many characters a random value like `b` is drawn from, judged by
+/// the letters and digits in it: 10 (digits), 16 (hex of one case), 22
+/// (hex), 36 (digits and one case of letters), 62 (both cases), 0 (no
+/// letters or digits). The alphabets keys are written in, not the classes
+/// `b` happens to have: a word in lower case is no likelier random for
+/// having no digits.
+fn alphabet(b: &[u8]) -> f64 {
+    let alnum = || b.iter().filter(|c| c.is_ascii_alphanumeric());
+    let lower = alnum().any(u8::is_ascii_lowercase);
+    let upper = alnum().any(u8::is_ascii_uppercase);
+    if alnum().next().is_none() {
+        0.0
+    } else if alnum().all(u8::is_ascii_digit) {
+        10.0
+    } else if alnum().all(u8::is_ascii_hexdigit) {
+        if lower && upper {
+            22.0
+        } else {
+            16.0
+        }
+    } else if lower && upper {
+        62.0
+    } else {
+        36.0
+    }
+}
+
+/// The characters of the classes `b` has: 10 for digits, 26 for each case
+/// of letters; hex as in [`alphabet`]. What [`entropy_floor`] expects: a
+/// random value of 32 letters of either case, drawn from 62 characters,
+/// has no digit once in 280 and less entropy then.
+fn class_alphabet(b: &[u8]) -> f64 {
+    let k = alphabet(b);
+    if k != 36.0 && k != 62.0 {
+        return k;
+    }
+    let has = |f: fn(&u8) -> bool| usize::from(b.iter().any(f));
+    (10 * has(u8::is_ascii_digit)
+        + 26 * (has(u8::is_ascii_lowercase) + has(u8::is_ascii_uppercase))) as f64
+}
+
+/// What the letters and digits of a literal say it is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Letters {
+    /// Letters and digits mixed as a random value's.
+    Random,
+    /// Long segments that can be pronounced: words.
+    Words,
+    /// Classes that change at under a quarter of the places: at word
+    /// boundaries only, as in identifiers (`HTTPConnectionPool`,
+    /// `x86_64-unknown-linux-gnu`).
+    Identifier,
+}
+
+/// What the letters and digits of `b` say it is ([`Letters`]).
+fn letters(b: &[u8]) -> Letters {
+    let class = |c: u8| match c {
+        b'a'..=b'z' => 1u8,
+        b'A'..=b'Z' => 2,
+        b'0'..=b'9' => 3,
+        _ => 0,
+    };
+    let (mut changes, mut pairs) = (0, 0);
+    for w in b.windows(2) {
+        let (cp, cc) = (class(w[0]), class(w[1]));
+        if cp != 0 && cc != 0 {
+            pairs += 1;
+            changes += usize::from(cp != cc);
+        }
+    }
+    if changes * 4 < pairs {
+        return Letters::Identifier;
     }
     // Words: identifiers are made of them, random values of letters.
     let (segments, alnum) = word_segments(b);
@@ -405,12 +635,52 @@ fn random_literal(v: &str) -> bool {
     let vowels = b.iter().filter(|c| b"aeiouAEIOU".contains(c)).count();
     let short_words = alnum <= 5 * segments / 2;
     let unpronounceable = letters > 0 && vowels * 4 <= letters;
-    if !(short_words || unpronounceable) {
-        return false;
+    if short_words || unpronounceable {
+        Letters::Random
+    } else {
+        Letters::Words
     }
-    let hex = b.iter().all(u8::is_ascii_hexdigit);
-    let k = if hex { 16.0 } else { 64.0 };
-    h >= ENTROPY_SHARE * (n as f64).min(k).log2()
+}
+
+/// Formats that fix this many bits ([`secrets::catalog::ValueFormat::bits`])
+/// or more tell a value by themselves: 4 fixed characters' worth, one
+/// random token in 16 million has them by chance. Sidekiq's `hex8:hex8`
+/// (31 bits), UUIDs (73), Telegram's (25) do; Sumo Logic's `su` and 12
+/// letters (12) does not.
+const FORMAT_BITS: f64 = 24.0;
+
+/// The kind of a one-token literal that is, in full, a value in the
+/// format of a catalog rule ([`secrets::catalog::Rule::value`]) under a
+/// name that says nothing: the rule's id, or `catalog-format` where
+/// several rules share the format (UUIDs). A format of [`FORMAT_BITS`]
+/// or more needs only that the parts of the literal that vary are no
+/// placeholders (`00000000-0000-…`; each judged on its own alphabet, so
+/// that Telegram's `90000:A…` passes): it makes the value's own entropy low
+/// (16 hex digits), too low for [`random_literal`]. A weaker one needs
+/// those parts to read as random ([`reads_random`]), so that a word that
+/// happens to fit it stays (`superclassName` is `su` and 12 letters).
+fn catalog_format(v: &str, line: &str) -> Option<&'static str> {
+    if v.len() > 4096 {
+        return None;
+    }
+    let cat = secrets::catalog();
+    let mut found = secrets::scan::value_formats(cat, v, line)
+        .into_iter()
+        .filter(|&r| {
+            let f = cat.rules[r].value.as_ref().unwrap();
+            f.varying(v).is_some_and(|parts| {
+                if f.bits >= FORMAT_BITS {
+                    parts.iter().all(|p| !placeholder(p.as_bytes()))
+                } else {
+                    reads_random(&parts.concat())
+                }
+            })
+        });
+    match (found.next(), found.next()) {
+        (None, _) => None,
+        (Some(r), None) => Some(cat.rules[r].id.as_str()),
+        (Some(_), Some(_)) => Some("catalog-format"),
+    }
 }
 
 /// How many words `b` splits into the way identifiers do (`HTTPConnection`
@@ -627,11 +897,17 @@ pub fn redact_within(
             let body = body.as_str();
             let q = &whole[..1];
             if !body.contains(MARK) {
-                if !random_literal(body) {
-                    return whole.to_string();
-                }
-                bump("high-entropy-string", &mut counts);
-                return format!("{q}{}{q}", marker("high-entropy-string"));
+                // Named after the catalog's format where it has one.
+                let at = c.get(0).unwrap().start();
+                let a = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                let b = text[at..].find('\n').map_or(text.len(), |i| at + i);
+                let kind = match catalog_format(body, &text[a..b]) {
+                    Some(kind) => kind,
+                    None if random_literal(body) => "high-entropy-string",
+                    None => return whole.to_string(),
+                };
+                bump(kind, &mut counts);
+                return format!("{q}{}{q}", marker(kind));
             }
             // A marker with token characters glued to it: the rest of a
             // value a rule matched only part of. Pieces of 8 or more go.
@@ -938,13 +1214,11 @@ mod tests {
     #[test]
     fn random_literals_under_names_that_say_nothing() {
         // Values of rules that need a provider's name (Adafruit, LinkedIn,
-        // Sidekiq, Telegram, Asana), under a name that says nothing.
+        // Asana), under a name that says nothing.
         for v in [
             "xhlDycDjYthntuEFjusNnXbf",
             "1KlI8HD5Bobdvi",
             "48MJMeJIsPJG6JBD",
-            "b235C4D2:2A2fd7Ba",
-            "2260769057:ABTcfomYdQaUSiy93DhGsI7SF-sgV1hZarz",
             "9378180292473869",
             "d41d8cd98f00b204e9800998ecf8427e",
         ] {
@@ -972,6 +1246,78 @@ mod tests {
             "m = \"18446744073709551615\"",
             "u = \"https://docs.rs/tokio/1.38.0/tokio\"",
             "/// see `HirKind::Concat`",
+        ] {
+            untouched(code, "python");
+        }
+    }
+
+    #[test]
+    fn random_literals_whatever_their_alphabet() {
+        // Random values a fixed share of `log2(len)` missed: low entropy
+        // for their length (16 hex digits, 16 digits), letters that look
+        // like words at a glance, 12 characters all different (gitleaks'
+        // generic floor).
+        for v in [
+            "c064c74dd6b44ccb",
+            "7794997372467467",
+            "qeaYMIhoAhuzdw",
+            "k3jdhqpzm0x8w2vtr5nb",
+            "wnYCaXKDcET0a",
+        ] {
+            gone(
+                &format!("config_7 = \"{v}\"\n"),
+                v,
+                "high-entropy-string",
+                "python",
+            );
+        }
+        // Words of those lengths stay.
+        for code in [
+            "e = \"TryLockError\"",
+            "t = \"wasm32-unknown-unknown\"",
+            "k = 'unicode_normalization'",
+            "p = \"----------------\"",
+        ] {
+            untouched(code, "python");
+        }
+    }
+
+    #[test]
+    fn values_in_a_catalog_format_under_names_that_say_nothing() {
+        // Formats that fix enough tell the value by themselves, however low
+        // its entropy (Sidekiq's, 16 hex digits around a colon).
+        for (v, kind) in [
+            ("c064c74D:d6B44CCB", "sidekiq-secret"),
+            ("c064c74d:d6b44ccb", "sidekiq-secret"),
+            ("b235C4D2:2A2fd7Ba", "sidekiq-secret"),
+            (
+                "2260769057:ABTcfomYdQaUSiy93DhGsI7SF-sgV1hZarz",
+                "telegram-bot-api-token",
+            ),
+            ("9f8d2c4e-1b7a-4c3d-8e6f-0a1b2c3d4e5f", "catalog-format"),
+            (
+                "90000:AsMlm2IVhcoWdcVfqVQiCYe_fOOtwWtBXKK",
+                "telegram-bot-api-token",
+            ),
+            (
+                "aAAaaaaaAAaaAaaAAaAAAaKWQMQ0bS1pfTlWVs5yP%LpPivToKnMfQ0gWIdSx1LW9KUoSEVl%3f83dPkT58%svGZs%SS%zwUSQN1uiFDN",
+                "twitter-bearer-token",
+            ),
+        ] {
+            gone(&format!("config_7 = \"{v}\"\n"), v, kind, "python");
+        }
+        // A weak format (Sumo Logic's `su` and 12 letters) needs a random
+        // rest; placeholders in a strong one stay.
+        gone(
+            "config_7 = \"sunu5TgrEVrogv\"\n",
+            "sunu5TgrEVrogv",
+            "sumologic-access-id",
+            "python",
+        );
+        for code in [
+            "n = \"superclassName\"",
+            "u = \"00000000-0000-0000-0000-000000000000\"",
+            "s = \"12345678:12345678\"",
         ] {
             untouched(code, "python");
         }

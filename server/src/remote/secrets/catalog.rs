@@ -13,10 +13,12 @@
 //! selection is scanned by every rule whose keyword it contains).
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex_syntax::hir::{Capture, Class, Hir, HirKind, Repetition};
 use serde::Deserialize;
 
 use super::translate;
+use super::words::Words;
 
 /// The catalog as vendored (see `PROVENANCE.md` beside it).
 pub const GITLEAKS_TOML: &str = include_str!("gitleaks.toml");
@@ -66,6 +68,44 @@ pub struct Rule {
     /// The rule's `path` (gitleaks only runs it on matching files). Ignored
     /// here: redaction errs towards removing a secret wherever it is.
     pub path: Option<String>,
+    /// The format of the rule's value on its own, for rules written as a
+    /// provider's name, an assignment and a value whose value format fixes
+    /// more than a character class and a length (see [`value_format`]).
+    pub value: Option<ValueFormat>,
+}
+
+/// What a semi-generic rule's value looks like without the name before
+/// it: `[a-f0-9]{8}:[a-f0-9]{8}` (Sidekiq), a UUID (Heroku, HubSpot,
+/// Snyk), `[0-9]{5,16}:A[\w-]{34}` (Telegram), `su[0-9a-zA-Z]{12}`
+/// (Sumo Logic).
+#[derive(Debug)]
+pub struct ValueFormat {
+    /// `^(?:…)$`: a literal that is such a value, in full.
+    pub pattern: String,
+    /// The same, with each part that varies (a class of more than two
+    /// characters, or a repetition of one) in a capture group, in order.
+    pub parts: Regex,
+    /// How much the format fixes, in bits over token characters: for each
+    /// character of its shortest value, `log2(64 / choices)` (a literal
+    /// fixes 6 bits, a hex digit about 1.5, `[0-9A-Za-z]` nothing to speak
+    /// of). Sidekiq's format fixes 31 bits, a UUID's 73, Sumo Logic's `su`
+    /// prefix 12.
+    pub bits: f64,
+}
+
+impl ValueFormat {
+    /// The parts of `literal` that vary (`c064c74d` and `d6b44ccb` of
+    /// `c064c74d:d6b44ccb`), if `literal` is of this format.
+    pub fn varying<'a>(&self, literal: &'a str) -> Option<Vec<&'a str>> {
+        let caps = self.parts.captures(literal.as_bytes())?;
+        Some(
+            caps.iter()
+                .skip(1)
+                .flatten()
+                .filter_map(|g| literal.get(g.start()..g.end()))
+                .collect(),
+        )
+    }
 }
 
 /// Something the catalog names that could not be used.
@@ -93,6 +133,13 @@ pub struct Catalog {
     pub keyword_rules: Vec<Vec<usize>>,
     /// Rules without keywords: they run on every text.
     pub always: Vec<usize>,
+    /// Every [`Rule::value`], one set: which rules' value formats a
+    /// literal is, in one pass over it.
+    pub values: RegexSet,
+    /// For each pattern of `values`, its rule.
+    pub value_rules: Vec<usize>,
+    /// How the words of every allowlist's stopwords are spelled.
+    pub words: Words,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +208,126 @@ fn compile(pattern: &str) -> Result<(Regex, String, bool), String> {
     Err(first)
 }
 
+/// How gitleaks' semi-generic rules (`GenerateSemiGenericRegex` in its
+/// generator) join the provider's name to the value:
+/// `[\w.-]{0,50}?(?:NAME)(?:[ \t\w.-]{0,20})[\s'"]{0,3}OPERATOR[\x60'"\s=]{0,5}(VALUE)…`.
+const SEMI_GENERIC_NAME: &str = r"[\w.-]{0,50}?(?";
+const SEMI_GENERIC_ASSIGN: &str = r#")(?:[ \t\w.-]{0,20})[\s'"]{0,3}"#;
+
+/// The value format of a semi-generic rule (its last capture group at the
+/// top level: the value after the assignment), when that format is more
+/// than a class and a length ([`fixes_something`]). A literal of such a
+/// format may be that rule's secret even where the provider's name is not
+/// before it (`CONFIG_7 = "c064c74d:d6b44ccb"`); one of `[a-z0-9]{32}`
+/// could be anything, and is left to redaction's randomness test alone.
+pub fn value_format(pattern: &str) -> Option<ValueFormat> {
+    if !(pattern.contains(SEMI_GENERIC_NAME) && pattern.contains(SEMI_GENERIC_ASSIGN)) {
+        return None;
+    }
+    let parse = |unicode: bool| {
+        regex_syntax::ParserBuilder::new()
+            .unicode(unicode)
+            .utf8(false)
+            .build()
+            .parse(pattern)
+            .ok()
+    };
+    let hir = parse(false).or_else(|| parse(true))?;
+    // Not the first group, gitleaks' secret: in `sonar-api-token` that is
+    // a word of the name (`(login|token)`).
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    let value = parts
+        .iter()
+        .rev()
+        .find(|p| matches!(p.kind(), HirKind::Capture(_)))?;
+    if !fixes_something(value) {
+        return None;
+    }
+    let build = |p: &str| RegexBuilder::new(p).unicode(false).build().ok();
+    let pattern = format!("^(?:{value})$");
+    build(&pattern)?;
+    Some(ValueFormat {
+        parts: build(&format!("^(?:{})$", capture_varying(value)))?,
+        bits: fixed_bits(value),
+        pattern,
+    })
+}
+
+/// The number of characters class `h` allows, if `h` is a class.
+fn class_size(h: &Hir) -> Option<usize> {
+    match h.kind() {
+        HirKind::Class(Class::Bytes(c)) => Some(
+            c.ranges()
+                .iter()
+                .map(|r| usize::from(r.end() - r.start()) + 1)
+                .sum(),
+        ),
+        HirKind::Class(Class::Unicode(c)) => Some(
+            c.ranges()
+                .iter()
+                .map(|r| r.end() as usize - r.start() as usize + 1)
+                .sum(),
+        ),
+        _ => None,
+    }
+}
+
+/// Whether every string `h` matches has a fixed piece in it: a literal,
+/// or a class of at most two characters (`[Aa]`: a letter of a
+/// case-insensitive literal; `[%|]`), not under `?` or `*`. Every
+/// alternative must have one.
+fn fixes_something(h: &Hir) -> bool {
+    match h.kind() {
+        HirKind::Literal(_) => true,
+        HirKind::Class(_) => class_size(h).is_some_and(|n| n <= 2),
+        HirKind::Repetition(r) => r.min >= 1 && fixes_something(&r.sub),
+        HirKind::Capture(c) => fixes_something(&c.sub),
+        HirKind::Concat(v) => v.iter().any(fixes_something),
+        HirKind::Alternation(v) => v.iter().all(fixes_something),
+        HirKind::Empty | HirKind::Look(_) => false,
+    }
+}
+
+/// [`ValueFormat::bits`] of `h`: the least over its alternatives.
+fn fixed_bits(h: &Hir) -> f64 {
+    match h.kind() {
+        HirKind::Literal(l) => 6.0 * l.0.len() as f64,
+        HirKind::Class(_) => class_size(h).map_or(0.0, |n| (64.0 / n as f64).log2().max(0.0)),
+        HirKind::Repetition(r) => f64::from(r.min) * fixed_bits(&r.sub),
+        HirKind::Capture(c) => fixed_bits(&c.sub),
+        HirKind::Concat(v) => v.iter().map(fixed_bits).sum(),
+        HirKind::Alternation(v) => v.iter().map(fixed_bits).fold(f64::INFINITY, f64::min),
+        HirKind::Empty | HirKind::Look(_) => 0.0,
+    }
+}
+
+/// `h` with its own groups made plain and each part that varies (a class
+/// of more than two characters, or a repetition of one) in a group.
+fn capture_varying(h: &Hir) -> Hir {
+    let group = |sub: Hir| {
+        Hir::capture(Capture {
+            index: 1, // renumbered when the pattern is parsed again
+            name: None,
+            sub: Box::new(sub),
+        })
+    };
+    let varies = |h: &Hir| class_size(h).is_some_and(|n| n > 2);
+    match h.kind() {
+        HirKind::Class(_) if varies(h) => group(h.clone()),
+        HirKind::Repetition(r) if varies(&r.sub) => group(h.clone()),
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            sub: Box::new(capture_varying(&r.sub)),
+            ..r.clone()
+        }),
+        HirKind::Capture(c) => capture_varying(&c.sub),
+        HirKind::Concat(v) => Hir::concat(v.iter().map(capture_varying).collect()),
+        HirKind::Alternation(v) => Hir::alternation(v.iter().map(capture_varying).collect()),
+        _ => h.clone(),
+    }
+}
+
 fn allowlist(raw: &RawAllowlist, owner: &str, skipped: &mut Vec<Skipped>) -> Allowlist {
     let mut regexes = Vec::new();
     for r in &raw.regexes {
@@ -196,7 +363,7 @@ impl Catalog {
         let raw: RawCatalog =
             toml::from_str(toml).map_err(|e| format!("the secret catalog is not valid: {e}"))?;
         let mut skipped = Vec::new();
-        let global = raw
+        let global: Vec<Allowlist> = raw
             .allowlist
             .iter()
             .chain(&raw.allowlists)
@@ -230,7 +397,11 @@ impl Catalog {
                 .chain(&r.allowlists)
                 .map(|a| allowlist(a, &r.id, &mut skipped))
                 .collect();
+            // (A format that does not compile alone, none today, only means
+            // that rule's values need its name before them.)
+            let value = value_format(&pattern);
             rules.push(Rule {
+                value,
                 secret_group: r.secret_group.min(regex.captures_len().saturating_sub(1)),
                 entropy: r.entropy,
                 keywords: r.keywords.iter().map(|k| k.to_lowercase()).collect(),
@@ -268,7 +439,29 @@ impl Catalog {
             .match_kind(MatchKind::Standard)
             .build(&words)
             .map_err(|e| format!("the secret catalog's keywords: {e}"))?;
+
+        let words = Words::learn(
+            global
+                .iter()
+                .chain(rules.iter().flat_map(|r| &r.allowlists))
+                .flat_map(|a| &a.stopwords)
+                .map(String::as_str),
+        );
+        let value_rules: Vec<usize> = (0..rules.len())
+            .filter(|&i| rules[i].value.is_some())
+            .collect();
+        let values = RegexSetBuilder::new(
+            value_rules
+                .iter()
+                .map(|&i| &rules[i].value.as_ref().unwrap().pattern),
+        )
+        .unicode(false)
+        .build()
+        .map_err(|e| format!("the secret catalog's value formats: {e}"))?;
         Ok(Catalog {
+            words,
+            values,
+            value_rules,
             rules,
             global,
             skipped,
@@ -288,9 +481,10 @@ impl Catalog {
     /// A report for people: what loaded, what did not and why.
     pub fn report(&self) -> String {
         let mut s = format!(
-            "{} rules loaded ({} after translating Go regex syntax), {} skipped, {} path-only rules not used",
+            "{} rules loaded ({} after translating Go regex syntax, {} with a value format known without the name), {} skipped, {} path-only rules not used",
             self.rules.len(),
             self.translated.len(),
+            self.value_rules.len(),
             self.skipped_rules().count(),
             self.path_only.len()
         );

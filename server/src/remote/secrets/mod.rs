@@ -5,7 +5,8 @@
 //! with `update.sh` beside it; the code that reads and applies it is ours:
 //! [`catalog`] parses and compiles it, [`scan`] applies it to a text with
 //! gitleaks' semantics (and documents where they differ), [`translate`]
-//! bridges Go's regex syntax and Rust's.
+//! bridges Go's regex syntax and Rust's, [`words`] learns how words are
+//! spelled from the catalog's stopwords.
 //!
 //! **One compiled catalog serves every request**: [`catalog()`] builds it
 //! at first use (tens of milliseconds) and keeps it for the process. Its
@@ -19,6 +20,7 @@
 pub mod catalog;
 pub mod scan;
 pub mod translate;
+pub mod words;
 
 use std::sync::LazyLock;
 use std::time::Instant;

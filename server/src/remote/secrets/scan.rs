@@ -198,6 +198,30 @@ pub fn scan_rule(cat: &Catalog, r: usize, text: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// The rules whose value format ([`super::catalog::Rule::value`]) `literal`
+/// is, in full, with each rule's entropy floor and allowlists (the global
+/// ones too) applied as to a finding whose secret and match are `literal`
+/// and whose line is `line`; in catalog order.
+pub fn value_formats(cat: &Catalog, literal: &str, line: &str) -> Vec<usize> {
+    if cat.value_rules.is_empty() {
+        return Vec::new();
+    }
+    let line = || line;
+    cat.values
+        .matches(literal.as_bytes())
+        .into_iter()
+        .map(|p| cat.value_rules[p])
+        .filter(|&r| {
+            let rule = &cat.rules[r];
+            let allowed =
+                |lists: &[Allowlist]| lists.iter().any(|a| allows(a, literal, literal, &line));
+            (rule.entropy == 0.0 || shannon_entropy(literal) > rule.entropy)
+                && !allowed(&cat.global)
+                && !allowed(&rule.allowlists)
+        })
+        .collect()
+}
+
 /// Characters of a token's body (base64, base64url, hex, dotted ids).
 fn is_token_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-' | b'.' | b'\\')
