@@ -14,7 +14,8 @@
 //!   `adafruit… = <32 chars>`): the generated match as is, and the same
 //!   shapes with the value assigned to a name made from the rule's
 //!   identifier pattern, and the value alone under `CONFIG_7` (gitleaks
-//!   does not flag that; slm-ls' `high-entropy-string` rule does, and
+//!   does not flag that; slm-ls' rules for literals in a rule's value
+//!   format and for random-looking literals do, and
 //!   this shape is asserted like the others);
 //! - **verbatim** (other context rules: curl command lines, Kubernetes
 //!   manifests, NuGet configs): the generated match, bare, in a comment

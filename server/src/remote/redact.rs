@@ -16,10 +16,11 @@
 //!    passwords in URLs, `.env`-style `KEY=value` lines with a sensitive
 //!    name or a high-entropy value, and assignments to sensitive names
 //!    (`password = "..."`, `"api_key": "..."`, `secret: ...` in config files);
-//!    last, quoted one-token literals that read as random
-//!    (`high-entropy-string`, see [`random_literal`]): the values of
-//!    catalog rules that need a provider's name, under a name that says
-//!    nothing.
+//!    last, the values of catalog rules that need a provider's name,
+//!    under a name that says nothing (`CONFIG_7 = "…"`): quoted one-token
+//!    literals in such a rule's own value format (kind = the rule id, see
+//!    [`catalog_format`]) or that read as random (`high-entropy-string`,
+//!    see [`random_literal`]).
 //!
 //! Redaction is best effort and errs towards removing too much; the
 //! `neverSend` patterns keep whole files (`.env`, keys) from being sent.
