@@ -605,7 +605,9 @@ fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
                 )],
                 ..row(init(json!({})))
             },
-            other => panic!("unknown row {other:?} (default, plain, heal-off, frame-on, before, big)"),
+            other => {
+                panic!("unknown row {other:?} (default, plain, heal-off, frame-on, before, big)")
+            }
         });
     }
     out

@@ -54,10 +54,16 @@ fn init_logging() {
     let (filter, from_env) = match tracing_subscriber::EnvFilter::try_from_default_env() {
         // `RUST_LOG=slm_ls=debug` is about slm-ls: keep llama.cpp's load
         // warnings out of it too unless it names llama-cpp-2 itself.
-        Ok(f) if !std::env::var("RUST_LOG").unwrap_or_default().contains("llama") => (
-            f.add_directive("llama-cpp-2=error".parse().expect("a valid directive")),
-            true,
-        ),
+        Ok(f)
+            if !std::env::var("RUST_LOG")
+                .unwrap_or_default()
+                .contains("llama") =>
+        {
+            (
+                f.add_directive("llama-cpp-2=error".parse().expect("a valid directive")),
+                true,
+            )
+        }
         Ok(f) => (f, true),
         Err(_) => (
             tracing_subscriber::EnvFilter::new("info,llama-cpp-2=error"),

@@ -310,7 +310,10 @@ impl FimFormat {
         if input.extras.is_empty() {
             // The file alone, framed as in repository-level training: its
             // path tells the model the language and where it is.
-            if let Some(sep) = self.file_sep.filter(|_| self.file_frame && !input.path.is_empty()) {
+            if let Some(sep) = self
+                .file_sep
+                .filter(|_| self.file_frame && !input.path.is_empty())
+            {
                 out.push(sep);
                 out.extend(vocab.tokenize(&format!("{}\n", input.path)));
             }
