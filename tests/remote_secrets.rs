@@ -170,15 +170,7 @@ fn printable(h: Hir) -> Hir {
 }
 
 fn generator(pattern: &str) -> Option<rand_regex::Regex> {
-    let parse = |unicode: bool| {
-        regex_syntax::ParserBuilder::new()
-            .unicode(unicode)
-            .utf8(false)
-            .build()
-            .parse(pattern)
-            .ok()
-    };
-    let hir = parse(false).or_else(|| parse(true))?;
+    let hir = catalog::parse_hir(pattern)?;
     rand_regex::Regex::with_hir(printable(hir), 6).ok()
 }
 

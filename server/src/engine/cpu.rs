@@ -48,26 +48,18 @@ pub fn unused(compiled: &[&str]) -> Vec<&'static str> {
 
 #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
 fn available() -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if std::arch::is_x86_feature_detected!("avx2") {
-        v.push("AVX2");
-    }
-    if std::arch::is_x86_feature_detected!("fma") {
-        v.push("FMA");
-    }
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        v.push("AVX512");
-    }
-    if std::arch::is_x86_feature_detected!("avx512vnni") {
-        v.push("AVX512_VNNI");
-    }
-    if std::arch::is_x86_feature_detected!("avx512vbmi") {
-        v.push("AVX512_VBMI");
-    }
-    if std::arch::is_x86_feature_detected!("avx512bf16") {
-        v.push("AVX512_BF16");
-    }
-    v
+    use std::arch::is_x86_feature_detected as has;
+    [
+        ("AVX2", has!("avx2")),
+        ("FMA", has!("fma")),
+        ("AVX512", has!("avx512f")),
+        ("AVX512_VNNI", has!("avx512vnni")),
+        ("AVX512_VBMI", has!("avx512vbmi")),
+        ("AVX512_BF16", has!("avx512bf16")),
+    ]
+    .into_iter()
+    .filter_map(|(name, here)| here.then_some(name))
+    .collect()
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]

@@ -214,6 +214,20 @@ fn compile(pattern: &str) -> Result<(Regex, String, bool), String> {
 const SEMI_GENERIC_NAME: &str = r"[\w.-]{0,50}?(?";
 const SEMI_GENERIC_ASSIGN: &str = r#")(?:[ \t\w.-]{0,20})[\s'"]{0,3}"#;
 
+/// A catalog regex as regex-syntax's tree: byte classes first (gitleaks'
+/// patterns are ASCII), Unicode where a pattern needs it.
+pub fn parse_hir(pattern: &str) -> Option<Hir> {
+    let parse = |unicode: bool| {
+        regex_syntax::ParserBuilder::new()
+            .unicode(unicode)
+            .utf8(false)
+            .build()
+            .parse(pattern)
+            .ok()
+    };
+    parse(false).or_else(|| parse(true))
+}
+
 /// The value format of a semi-generic rule (its last capture group at the
 /// top level: the value after the assignment), when that format is more
 /// than a class and a length ([`fixes_something`]). A literal of such a
@@ -224,15 +238,7 @@ pub fn value_format(pattern: &str) -> Option<ValueFormat> {
     if !(pattern.contains(SEMI_GENERIC_NAME) && pattern.contains(SEMI_GENERIC_ASSIGN)) {
         return None;
     }
-    let parse = |unicode: bool| {
-        regex_syntax::ParserBuilder::new()
-            .unicode(unicode)
-            .utf8(false)
-            .build()
-            .parse(pattern)
-            .ok()
-    };
-    let hir = parse(false).or_else(|| parse(true))?;
+    let hir = parse_hir(pattern)?;
     // Not the first group, gitleaks' secret: in `sonar-api-token` that is
     // a word of the name (`(login|token)`).
     let HirKind::Concat(parts) = hir.kind() else {
