@@ -149,6 +149,10 @@ def quality(port, path, n_predict):
         res.append({"kind": r["kind"], "lang": r["lang"], "check": r.get("check", False), "ms": ms,
                     "peer": exact(out), "empty": first(out).strip() == "",
                     **{n: exact(r["row_" + n]) for n in names}})
+        if os.environ.get("PEER_LOG"):
+            with open(os.environ["PEER_LOG"], "a", encoding="utf-8") as f:
+                f.write(json.dumps({"i": i, "pos": r["kind"], "lang": r["lang"], "expected": r["expected"],
+                                    "got": out, "exact": exact(out)}) + "\n")
         if os.environ.get("QUALITY_VERBOSE"):
             print(f"--- {r['lang']} {r['kind']}\n  want {r['expected']!r}\n  peer {out!r}")
         if (i + 1) % 50 == 0:

@@ -25,6 +25,10 @@
 //! - `plain`: the floor — `context.naive`: the same model and token budgets
 //!   around the cursor, PSM, greedy, no healing, no cross-file snippets, no
 //!   post-processing but the single-line cut (the first line is scored);
+//! - `psm`: the default with `model.fimSpm` off (prefix first);
+//! - `line-in-middle`: PSM with `model.fimLineInMiddle` (the typed
+//!   part of the cursor's line after the FIM middle marker: the layout
+//!   whose keystrokes evaluate only what was typed, issue 20);
 //! - `heal-off`: the default with `context.heal` off (does healing earn
 //!   its place?);
 //! - `frame-on`: the default with `context.fileFrame` on (the file's path
@@ -56,6 +60,7 @@
 //! python,rust,javascript,cpp,go,java; QUALITY_ROWS, default
 //! `default,plain`; QUALITY_THREADS, model threads, default 0 = all cores;
 //! QUALITY_PREFIX_TOKENS, prefix budget, default: the product's;
+//! QUALITY_SETTINGS, JSON settings merged into every row's;
 //! QUALITY_VERBOSE=1 prints every sample; QUALITY_HALF=tune|check keeps one
 //! half; QUALITY_LOG=FILE appends each answer as it comes; QUALITY_DUMP=FILE; SLM_LS_MODEL picks another model for every
 //! row; QUALITY_ROWS= (empty) only measures the window's budget use).
@@ -558,8 +563,26 @@ struct Row {
     env: Vec<(String, String)>,
 }
 
+/// Deep merge of JSON objects: `over`'s leaves replace `base`'s.
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
 fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
     let wanted = std::env::var("QUALITY_ROWS").unwrap_or_else(|_| "default,plain".into());
+    // QUALITY_SETTINGS='{"context":{"suffixTokens":384}}': merged into every
+    // row's settings (budgets, model context) to measure a change before
+    // making it the default.
+    let settings: Value = std::env::var("QUALITY_SETTINGS")
+        .map(|v| serde_json::from_str(&v).expect("QUALITY_SETTINGS is JSON"))
+        .unwrap_or(json!({}));
     let mut context = json!({});
     if let Some(p) = prefix_tokens {
         context["prefixTokens"] = json!(p);
@@ -572,11 +595,13 @@ fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
         // Greedy decoding: the answer does not depend on the time budget,
         // only on maxTokens; the budget is generous so a loaded machine
         // scores the same. Typed-ahead off: every answer is the model's.
-        json!({
+        let mut init = json!({
             "model": { "threads": threads },
             "completion": { "typedAhead": false, "maxTimeMs": 60000 },
             "context": ctx,
-        })
+        });
+        merge(&mut init, &settings);
+        init
     };
     let mut out = Vec::new();
     for name in wanted.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -588,9 +613,25 @@ fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
         };
         out.push(match name {
             "default" => row(init(json!({}))),
-            "plain" => row(init(json!({ "naive": true }))),
+            "plain" => {
+                // PSM, the plain order.
+                let mut i = init(json!({ "naive": true }));
+                i["model"]["fimSpm"] = json!(false);
+                row(i)
+            }
             "heal-off" => row(init(json!({ "heal": false }))),
             "frame-on" => row(init(json!({ "fileFrame": true }))),
+            "line-in-middle" => {
+                let mut i = init(json!({}));
+                i["model"]["fimSpm"] = json!(false);
+                i["model"]["fimLineInMiddle"] = json!(true);
+                row(i)
+            }
+            "psm" => {
+                let mut i = init(json!({}));
+                i["model"]["fimSpm"] = json!(false);
+                row(i)
+            }
             "before" => Row {
                 program: Some(
                     std::env::var("QUALITY_BEFORE_BIN")
@@ -606,7 +647,7 @@ fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
                 ..row(init(json!({})))
             },
             other => {
-                panic!("unknown row {other:?} (default, plain, heal-off, frame-on, before, big)")
+                panic!("unknown row {other:?} (default, plain, psm, line-in-middle, heal-off, frame-on, before, big)")
             }
         });
     }

@@ -54,6 +54,13 @@ pub struct ModelConfig {
     /// prompt (exact KV reuse). Off (default): the prefix ends at the
     /// cursor, which Qwen2.5-Coder answers better (see engine/prompt.rs).
     pub fim_line_in_middle: bool,
+    /// Models trained on both FIM orders (Qwen2.5-Coder, StarCoder): the
+    /// suffix first and the prefix last (`<pre><suf>suffix<mid>prefix`),
+    /// so typing, Enter and any edit before the cursor only append to the
+    /// cached prompt, and the suffix is paid once per place instead of on
+    /// every keystroke. Measured right more often than the prefix-first
+    /// order too (benches/README.md, issue 18). Off: prefix first (PSM).
+    pub fim_spm: bool,
 }
 
 impl Default for ModelConfig {
@@ -69,6 +76,7 @@ impl Default for ModelConfig {
             cache_reuse: true,
             fim_format: "auto".into(),
             fim_line_in_middle: false,
+            fim_spm: true,
         }
     }
 }
@@ -161,7 +169,11 @@ impl Default for ContextConfig {
             // ~65 tokens/s on 2 cores with the 0.5B model (1536+256+256
             // cost 30 s); keystrokes after it reuse the cache.
             prefix_tokens: 384,
-            suffix_tokens: 128,
+            // What follows the cursor decides much of a line (exact at line
+            // start 12.5% → 25.0% from 128 to 384 tokens, 48 gaps); with
+            // the suffix first in the prompt it is evaluated once per place,
+            // not per keystroke.
+            suffix_tokens: 384,
             extra_tokens: 128,
             comments: false,
             naive: false,
@@ -275,7 +287,8 @@ mod tests {
         let c = Config::from_json(&json!({"model": {"contextTokens": 320}})).unwrap();
         let b = c.context_budgets();
         assert!(fits(&c));
-        assert_eq!(b.prefix_tokens / b.suffix_tokens, 3, "{b:?}");
+        assert_eq!(b.prefix_tokens, b.suffix_tokens, "{b:?}");
+        assert_eq!(b.prefix_tokens / b.extra_tokens, 3, "{b:?}");
         // Budgets that fit are kept as they are.
         let c = Config::from_json(&json!({"context": {"prefixTokens": 512}})).unwrap();
         assert_eq!(c.context_budgets(), c.context);

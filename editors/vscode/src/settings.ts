@@ -61,6 +61,7 @@ export const SETTINGS: SettingSpec[] = [
     enum: ['auto', 'none', 'starcoder', 'codellama', 'deepseek', 'qwen', 'codestral', 'codegemma'],
     description: 'Fill-in-the-middle prompt format; "auto" detects it from the model, "none" continues the prefix only.',
   },
+  { key: 'model.fimSpm', type: 'boolean', default: true, description: 'Models trained on both FIM orders (Qwen2.5-Coder, StarCoder): suffix first, prefix last, so typing and Enter only append to the cached prompt (right more often on the quality bench too). Off: prefix first (PSM).' },
   { key: 'model.fimLineInMiddle', type: 'boolean', default: false, description: 'FIM models: put the typed part of the cursor line after the middle marker (exact KV reuse while typing on a line; measured to answer worse with Qwen2.5-Coder).' },
   // --- completion ---
   { key: 'completion.enabled', type: 'boolean', default: true, description: 'Serve completions (the "slm-ls: Toggle" command flips this).' },
@@ -97,7 +98,7 @@ export const SETTINGS: SettingSpec[] = [
   },
   // --- context ---
   { key: 'context.prefixTokens', type: 'integer', default: 384, minimum: 0, description: 'Token budget for the text before the cursor.' },
-  { key: 'context.suffixTokens', type: 'integer', default: 128, minimum: 0, description: 'Token budget for the text after the cursor (FIM models only).' },
+  { key: 'context.suffixTokens', type: 'integer', default: 384, minimum: 0, description: 'Token budget for the text after the cursor (FIM models only; with model.fimSpm evaluated once per place, not per keystroke).' },
   { key: 'context.extraTokens', type: 'integer', default: 128, minimum: 0, description: 'Token budget for the prompt head: definitions of names used near the cursor, recently edited code and similar code from open files (never secret-looking files).' },
   { key: 'context.comments', type: 'boolean', default: false, description: 'Also suggest inside comments (off: no request there).' },
   { key: 'context.naive', type: 'boolean', default: false, description: 'Benchmark floor (plain FIM): a plain window of the same token budgets, no healing, no cross-file snippets, no skipping, no post-processing.' },

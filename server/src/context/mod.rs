@@ -355,8 +355,9 @@ pub fn build_with(
 /// The text before the cursor that the prompt leaves out (see
 /// [`PromptInput::heal`]): the one space or tab right before the cursor,
 /// else one punctuation character that BPE vocabularies merge with what
-/// follows (`!(`, `.get`, `::`, `[0`): a prompt ending in a lone `!` made
-/// the model write `!(…` again after `assert_eq!`.
+/// follows (`!(`, `.get`, `::`, `[0`, `_total`): a prompt ending in a
+/// lone `!` made the model write `!(…` again after `assert_eq!`, and one
+/// ending in `frobnicate_` (suffix first) a space before `invoice_total`.
 ///
 /// On a line of indentation only, only the *last* space or tab is left
 /// out, never the whole indentation: code models' pre-tokenizers split
@@ -374,7 +375,7 @@ fn heal(prefix: &str, line_prefix: &str, enabled: bool) -> String {
         return String::new();
     }
     match prefix.chars().next_back() {
-        Some(c @ (' ' | '\t' | '!' | '(' | '.' | '[' | ':')) if line_prefix.ends_with(c) => {
+        Some(c @ (' ' | '\t' | '!' | '(' | '.' | '[' | ':' | '_')) if line_prefix.ends_with(c) => {
             c.to_string()
         }
         _ => String::new(),

@@ -34,7 +34,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use super::prompt::{FimFormat, Vocab};
+use super::prompt::{FimFamily, FimFormat, Vocab};
 use super::reuse;
 use super::speculate;
 use super::stop;
@@ -259,6 +259,11 @@ pub(crate) fn run(
     let format = match FimFormat::detect(&vocab, settings.fim_override) {
         Ok(mut f) => {
             f.line_in_middle = settings.fim_line_in_middle;
+            // The suffix-first order only for families trained on it
+            // (Qwen2.5-Coder measured, StarCoder's SPM mode documented).
+            f.spm = settings.fim_spm
+                && !settings.fim_line_in_middle
+                && matches!(f.family, FimFamily::Qwen | FimFamily::StarCoder);
             f.file_frame = settings.file_frame;
             f
         }
@@ -515,8 +520,8 @@ impl Engine<'_> {
         // 1. Reuse what the slot holds.
         let min_chunk = self.settings.cache_reuse_min_chunk as usize;
         let plan = if self.settings.cache_reuse {
-            let exact_from = self.format.exact_from(&prompt);
-            reuse::plan(&self.slots[slot_idx].tokens, &prompt, min_chunk, exact_from)
+            let exact = self.format.exact(&prompt);
+            reuse::plan(&self.slots[slot_idx].tokens, &prompt, min_chunk, exact)
         } else {
             reuse::ReusePlan::default()
         };

@@ -52,6 +52,7 @@ pub struct EngineSettings {
     pub fim_override: Option<FimFamily>,
     /// PSM prompts put the cursor line's typed part after the middle marker.
     pub fim_line_in_middle: bool,
+    pub fim_spm: bool,
     /// `context.fileFrame` (never for the `context.naive` floor).
     pub file_frame: bool,
 }
@@ -75,6 +76,8 @@ impl EngineSettings {
             cache_reuse_min_chunk: config.model.cache_reuse_min_chunk,
             fim_override,
             fim_line_in_middle: config.model.fim_line_in_middle,
+            // The plain-prompt floor is prefix-first by definition.
+            fim_spm: config.model.fim_spm && !config.context.naive,
             file_frame: config.context.file_frame && !config.context.naive,
         })
     }

@@ -47,8 +47,9 @@ pub fn common_prefix<T: PartialEq>(a: &[T], b: &[T]) -> usize {
 /// common prefix. At least one prompt token is always left to evaluate,
 /// because we need fresh logits for the last position.
 ///
-/// `exact_from`: no chunk is moved when the prompt first differs from the
-/// cache at or after this index. A moved chunk keeps keys computed with the
+/// `exact`: no chunk is moved when the prompt first differs from the
+/// cache at an index in this range (the text just before the cursor, and
+/// in the suffix-first layout the suffix too). A moved chunk keeps keys computed with the
 /// old text before it; when that text is the cursor's (a keystroke, a
 /// backspace), the chunk is the fill-in-the-middle suffix, and its stale
 /// keys made the model answer as if the edit had not happened (measured:
@@ -59,7 +60,7 @@ pub fn plan<T: PartialEq>(
     cached: &[T],
     prompt: &[T],
     min_chunk: usize,
-    exact_from: usize,
+    exact: std::ops::Range<usize>,
 ) -> ReusePlan {
     let prefix = common_prefix(cached, prompt).min(prompt.len().saturating_sub(1));
     let mut plan = ReusePlan {
@@ -67,7 +68,7 @@ pub fn plan<T: PartialEq>(
         shifts: Vec::new(),
         n_past: prefix,
     };
-    if min_chunk == 0 || prefix >= exact_from {
+    if min_chunk == 0 || exact.contains(&prefix) {
         return plan;
     }
     let limit = prompt.len().saturating_sub(1);
@@ -118,7 +119,7 @@ mod tests {
 
     fn replay(cached: &str, prompt: &str, min_chunk: usize) -> (ReusePlan, String) {
         let mut c = toks(cached);
-        let p = plan(&c, &toks(prompt), min_chunk, usize::MAX);
+        let p = plan(&c, &toks(prompt), min_chunk, usize::MAX..usize::MAX);
         apply_to_tokens(&mut c, &p);
         (p, c.into_iter().collect())
     }
@@ -194,17 +195,25 @@ mod tests {
         let cached = "<P>fn main() { let x<S>;\n    println!(x);\n}<M>";
         let prompt = "<P>fn main() { let <S>;\n    println!(x);\n}<M>";
         let cursor = prompt.find("<S>").unwrap();
-        let p = plan(&toks(cached), &toks(prompt), 8, cursor.saturating_sub(4));
+        let p = plan(
+            &toks(cached),
+            &toks(prompt),
+            8,
+            cursor.saturating_sub(4)..usize::MAX,
+        );
         assert!(p.shifts.is_empty(), "{p:?}");
         assert_eq!(p.n_past, cursor);
         // The same edit far above the cursor may move the rest.
-        let p = plan(&toks(cached), &toks(prompt), 8, usize::MAX);
+        let p = plan(&toks(cached), &toks(prompt), 8, usize::MAX..usize::MAX);
         assert_eq!(p.shifts.len(), 1);
     }
 
     #[test]
     fn empty_cache_and_empty_prompt() {
-        assert_eq!(plan::<char>(&[], &toks("abc"), 4, usize::MAX).n_past, 0);
-        assert_eq!(plan(&toks("abc"), &[], 4, usize::MAX).n_past, 0);
+        assert_eq!(
+            plan::<char>(&[], &toks("abc"), 4, usize::MAX..usize::MAX).n_past,
+            0
+        );
+        assert_eq!(plan(&toks("abc"), &[], 4, usize::MAX..usize::MAX).n_past, 0);
     }
 }
