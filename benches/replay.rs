@@ -23,7 +23,9 @@
 //! language, REPLAY_INTERVAL_MS=typing interval, default 150;
 //! REPLAY_RUNS=editor,on,nospec,off,cancel picks the runs, default all;
 //! REPLAY_THREADS=N sets model.threads; for the contention rows run it
-//! beside `benches/busy_core.sh`).
+//! beside `benches/busy_core.sh`; with
+//! `SLM_TEST_LOG=warn,slm_ls::engine::actor=info` it also prints the prompt
+//! tokens evaluated per warm request, issue 20's measure).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -142,6 +144,18 @@ struct Run {
     typed_ahead: u64,
     /// Engine warnings "prompt exceeds the context; cutting its head".
     head_cuts: usize,
+    /// Prompt tokens the model evaluated per warm keystroke request (from
+    /// the engine's `completion` log lines; needs
+    /// `SLM_TEST_LOG=warn,slm_ls::engine::actor=info`).
+    evaluated: Vec<f64>,
+}
+
+/// The `evaluated=N` of the engine's completion log lines, in order.
+fn evaluated_counts(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.contains(" completion ") || l.contains("actor: completion"))
+        .filter_map(|l| l.split("evaluated=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
@@ -184,6 +198,7 @@ fn run(
         let mut cursor = case.cursor;
         // Cold: the first request right after opening.
         let (l, c) = position(&text, cursor);
+        let logged_before_cold = evaluated_counts(&s.log_text()).len();
         let t = Instant::now();
         let id = s.request_async("textDocument/inlineCompletion", json!({ "textDocument": { "uri": uri }, "position": { "line": l, "character": c }, "context": { "triggerKind": 2 } }));
         let resp = s.response(id, Duration::from_secs(120));
@@ -269,6 +284,10 @@ fn run(
                 - before["completion"][k].as_u64().unwrap_or(0)
         };
         // Exclude the cold request: its prompt was evaluated from scratch.
+        std::thread::sleep(Duration::from_millis(200)); // the log reader thread
+        let counts = evaluated_counts(&s.log_text());
+        r.evaluated
+            .extend(counts.iter().skip(logged_before_cold + 1).copied());
         r.prompt_tokens += d("promptTokens");
         r.reused_tokens += d("reusedTokens");
         r.typed_ahead += d("typedAheadHits");
@@ -398,6 +417,17 @@ fn main() {
     println!(" model = answers that came from the model (streamed), not the cache; reused = prompt tokens reused from the KV cache on warm requests)");
     println!(" cuts = prompts the engine had to cut at the head: the context's token budgets should keep this 0)");
     println!();
+    for (name, r) in &results {
+        if !r.evaluated.is_empty() {
+            println!(
+                "{name}: prompt tokens evaluated per warm model request: p50 {:.0}, p95 {:.0}, max {:.0} ({} requests)",
+                pct(&r.evaluated, 0.5),
+                pct(&r.evaluated, 0.95),
+                pct(&r.evaluated, 1.0),
+                r.evaluated.len()
+            );
+        }
+    }
     if let Some(on) = get("on") {
         println!(
             "warm p50 / cold p50 (reuse on): {:.1}%",
