@@ -154,7 +154,14 @@ struct Run {
 fn evaluated_counts(log: &str) -> Vec<f64> {
     log.lines()
         .filter(|l| l.contains(" completion ") || l.contains("actor: completion"))
-        .filter_map(|l| l.split("evaluated=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("evaluated=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 

@@ -219,11 +219,21 @@ fn typing_what_the_running_generation_produced_joins_it() {
 /// of 12 answers were the one from before typing). Edits at the cursor are
 /// evaluated exactly: the answers are those of a cold prompt (up to the
 /// float noise of a different batch shape, as for prefix reuse).
+/// Both FIM orders: suffix first (the default) and prefix first.
 #[test]
 fn editing_at_the_cursor_answers_like_a_cold_prompt() {
+    for spm in [true, false] {
+        editing_at_the_cursor(spm);
+    }
+}
+
+fn editing_at_the_cursor(spm: bool) {
     let src = source();
-    let warm = engine(|_| {});
-    let cold = engine(|c| c.model.cache_reuse = false);
+    let warm = engine(|c| c.model.fim_spm = spm);
+    let cold = engine(|c| {
+        c.model.cache_reuse = false;
+        c.model.fim_spm = spm;
+    });
     let text: String = src.chars().take(1300).collect();
     let cut = text[..800].rfind('\n').unwrap() + 1;
     let (mut prefix, suffix) = (text[..cut].to_string(), text[cut..].to_string());
@@ -258,16 +268,26 @@ fn editing_at_the_cursor_answers_like_a_cold_prompt() {
             "the prompt before the cursor stays cached ({} reused)",
             w.reused_tokens
         );
-        if key.is_none() {
-            // The suffix (a few hundred chars) is evaluated again, not moved
-            // one position back with keys that still saw the deleted char.
+        if key.is_none() && !spm {
+            // Prefix first: the suffix (a few hundred chars) is evaluated
+            // again, not moved one position back with keys that still saw
+            // the deleted char.
             assert!(
                 w.evaluated_tokens > 50,
                 "a backspace re-evaluated only {} tokens: the suffix was reused stale",
                 w.evaluated_tokens
             );
         }
+        if spm {
+            // Suffix first: the cursor is the prompt's end, so typing and
+            // backspace touch only its last tokens (exact, nothing stale).
+            assert!(
+                w.evaluated_tokens <= 4,
+                "an edit at the cursor re-evaluated {} tokens with the suffix first",
+                w.evaluated_tokens
+            );
+        }
         pairs.push((w.text, c.text));
     }
-    assert_same_up_to_float_noise(&pairs, "editing at the cursor");
+    assert_same_up_to_float_noise(&pairs, &format!("editing at the cursor (spm {spm})"));
 }
