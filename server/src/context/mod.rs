@@ -255,7 +255,8 @@ pub fn build_with(
         };
         ((start_char, prefix), above)
     });
-    let healed = heal(&prefix, &line_prefix, cfg.heal && !naive);
+    let paths = matches!(lang, Some(Lang::Rust | Lang::Cpp));
+    let healed = heal(&prefix, &line_prefix, cfg.heal && !naive, paths);
     prefix.truncate(prefix.len() - healed.len());
     // The typed part of the cursor's line (the prompt may put it after the
     // FIM middle marker; see `engine::prompt`). The naive baseline keeps
@@ -369,12 +370,15 @@ pub fn build_with(
 /// (issue 18: 9 empty answers in 104 held-out holes).
 ///
 /// `enabled` is `context.heal` (off: the prompt ends exactly at the
-/// cursor, as the plain-FIM floor does).
-fn heal(prefix: &str, line_prefix: &str, enabled: bool) -> String {
+/// cursor, as the plain-FIM floor does). A `:` is healed only where `::`
+/// paths exist (`paths`: Rust, C++): after a Python header the model, made
+/// to start with `:`, picked `://` and wrote a `//` comment.
+fn heal(prefix: &str, line_prefix: &str, enabled: bool, paths: bool) -> String {
     if !enabled {
         return String::new();
     }
     match prefix.chars().next_back() {
+        Some(':') if !paths => String::new(),
         Some(c @ (' ' | '\t' | '!' | '(' | '.' | '[' | ':' | '_')) if line_prefix.ends_with(c) => {
             c.to_string()
         }

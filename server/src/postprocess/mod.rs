@@ -96,6 +96,7 @@ pub fn clean(raw: &str, ctx: &Context) -> String {
     text = unheal(&text, ctx);
     text = trim_trailing_whitespace(&text);
     text = drop_copy_of_line_above(&text, ctx);
+    text = drop_comment_after_opener(&text, ctx);
     text = drop_repeated_lines(&text, ctx);
     text = drop_trailing_loop(&text, ctx);
     text = first_line_if_single(&text, ctx);
@@ -107,6 +108,24 @@ pub fn clean(raw: &str, ctx: &Context) -> String {
     text = match_indent_style(&text, ctx);
     text = finish_whitespace(&text, ctx);
     drop_whitespace_only(&text, ctx)
+}
+
+/// At the end of a block opener (`for …:`, `… {`), a suggestion whose part
+/// on the cursor's line is only a trailing comment and that goes on with
+/// the body: keep the body, on the next line, where the user is headed.
+/// (With the suffix first in the prompt, Qwen2.5-Coder sometimes writes
+/// `  # check divisibility` after a Python header before the body.)
+pub fn drop_comment_after_opener(text: &str, ctx: &Context) -> String {
+    let opener = ctx.line_prefix.trim_end().ends_with([':', '{']);
+    let Some(nl) = text.find('\n') else {
+        return text.to_string();
+    };
+    let first = text[..nl].trim_start();
+    let comment = first.starts_with('#') || first.starts_with("//");
+    if opener && ctx.line_suffix.trim().is_empty() && comment && !text[nl..].trim().is_empty() {
+        return text[nl..].to_string();
+    }
+    text.to_string()
 }
 
 /// The final trim: like [`trim_trailing_whitespace`], except that a

@@ -553,3 +553,39 @@ fn naive_mode_returns_raw_text() {
     ctx.naive = true;
     assert_eq!(clean("x)  \nmore", &ctx), "x)  \nmore");
 }
+
+// --- a trailing comment at a block opener ---------------------------------
+
+#[test]
+fn a_comment_after_a_block_opener_gives_way_to_the_body() {
+    let doc = "def is_prime(n):\n    for i in range(2, n):$0\n";
+    check(
+        drop_comment_after_opener,
+        "a.py",
+        doc,
+        "  # check divisibility\n        if n % i == 0:",
+        "\n        if n % i == 0:",
+    );
+    // A comment alone, or code on the line, stays.
+    check(
+        drop_comment_after_opener,
+        "a.py",
+        doc,
+        "  # check",
+        "  # check",
+    );
+    check(
+        drop_comment_after_opener,
+        "a.rs",
+        "fn f() {$0\n}\n",
+        " x += 1; // add\n    y",
+        " x += 1; // add\n    y",
+    );
+    check(
+        drop_comment_after_opener,
+        "a.rs",
+        "fn f() {$0\n}\n",
+        " // add one\n    x += 1;",
+        "\n    x += 1;",
+    );
+}
