@@ -603,6 +603,11 @@ fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
         merge(&mut init, &settings);
         init
     };
+    // The layout rows differ in `model` settings.
+    let with_model = |mut init: Value, model: Value| {
+        merge(&mut init, &json!({ "model": model }));
+        init
+    };
     let mut out = Vec::new();
     for name in wanted.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let row = |init: Value| Row {
@@ -613,25 +618,18 @@ fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
         };
         out.push(match name {
             "default" => row(init(json!({}))),
-            "plain" => {
-                // PSM, the plain order.
-                let mut i = init(json!({ "naive": true }));
-                i["model"]["fimSpm"] = json!(false);
-                row(i)
-            }
+            // PSM, the plain order.
+            "plain" => row(with_model(
+                init(json!({ "naive": true })),
+                json!({ "fimSpm": false }),
+            )),
             "heal-off" => row(init(json!({ "heal": false }))),
             "frame-on" => row(init(json!({ "fileFrame": true }))),
-            "line-in-middle" => {
-                let mut i = init(json!({}));
-                i["model"]["fimSpm"] = json!(false);
-                i["model"]["fimLineInMiddle"] = json!(true);
-                row(i)
-            }
-            "psm" => {
-                let mut i = init(json!({}));
-                i["model"]["fimSpm"] = json!(false);
-                row(i)
-            }
+            "line-in-middle" => row(with_model(
+                init(json!({})),
+                json!({ "fimSpm": false, "fimLineInMiddle": true }),
+            )),
+            "psm" => row(with_model(init(json!({})), json!({ "fimSpm": false }))),
             "before" => Row {
                 program: Some(
                     std::env::var("QUALITY_BEFORE_BIN")

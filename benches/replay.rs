@@ -153,7 +153,7 @@ struct Run {
 /// The `evaluated=N` of the engine's completion log lines, in order.
 fn evaluated_counts(log: &str) -> Vec<f64> {
     log.lines()
-        .filter(|l| l.contains(" completion ") || l.contains("actor: completion"))
+        .filter(|l| l.contains("actor: completion "))
         .filter_map(|l| {
             l.split("evaluated=")
                 .nth(1)?

@@ -378,8 +378,9 @@ fn heal(prefix: &str, line_prefix: &str, enabled: bool, paths: bool) -> String {
         return String::new();
     }
     match prefix.chars().next_back() {
-        Some(':') if !paths => String::new(),
-        Some(c @ (' ' | '\t' | '!' | '(' | '.' | '[' | ':' | '_')) if line_prefix.ends_with(c) => {
+        Some(c @ (' ' | '\t' | '!' | '(' | '.' | '[' | ':' | '_'))
+            if line_prefix.ends_with(c) && (c != ':' || paths) =>
+        {
             c.to_string()
         }
         _ => String::new(),

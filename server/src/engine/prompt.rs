@@ -253,7 +253,7 @@ impl FimFormat {
     /// of the prompt in the others); in the suffix-first layout also the
     /// whole suffix, which begins at the cursor. See `reuse::plan`.
     pub fn exact(&self, prompt: &[i32]) -> std::ops::Range<usize> {
-        let is_psm = matches!(
+        let psm_family = matches!(
             self.family,
             FimFamily::StarCoder
                 | FimFamily::Qwen
@@ -261,7 +261,7 @@ impl FimFormat {
                 | FimFamily::Generic
                 | FimFamily::DeepSeek
         );
-        if is_psm && self.spm {
+        if psm_family && self.spm {
             // A change in the suffix leaves stale keys in the prefix after
             // it; a change at the prefix's start (the window moved) does not.
             let suf = prompt.iter().position(|&t| t == self.markers[1]);
@@ -270,20 +270,13 @@ impl FimFormat {
                 return s..m + 1;
             }
         }
-        let cursor = match self.family {
-            FimFamily::StarCoder
-            | FimFamily::Qwen
-            | FimFamily::CodeGemma
-            | FimFamily::Generic
-            | FimFamily::DeepSeek
-                if !self.line_in_middle && !self.spm =>
-            {
-                prompt
-                    .iter()
-                    .rposition(|&t| t == self.markers[1])
-                    .unwrap_or(prompt.len())
-            }
-            _ => prompt.len(),
+        let cursor = if psm_family && !self.line_in_middle {
+            prompt
+                .iter()
+                .rposition(|&t| t == self.markers[1])
+                .unwrap_or(prompt.len())
+        } else {
+            prompt.len()
         };
         cursor.saturating_sub(STALE_MARGIN)..usize::MAX
     }
