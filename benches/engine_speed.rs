@@ -12,7 +12,10 @@
 //! `cargo bench -p slm-ls --bench engine_speed`
 //! Environment: ENGINE_SAMPLES (8), ENGINE_PROMPT_CHARS (2400, ~600 tokens),
 //! ENGINE_DECODE (64), LLAMA_SERVER (path; the peer row is skipped without
-//! it), SLM_LS_THREADS / model.threads (default: all cores).
+//! it), SLM_LS_THREADS / model.threads (default: all cores), SLM_LS_MODEL
+//! (another model), ENGINE_DRAFT (a `model.draft` value: warm decodes of
+//! the model alone and with that draft model, as the replay's keystrokes
+//! see them, instead of the cold rows).
 //! Run it on a quiet machine: two jobs on two cores slow llama.cpp 20×.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -89,13 +92,23 @@ fn prompts(n: usize, chars: usize) -> Vec<(String, String)> {
 }
 
 struct Sample {
+    text: String,
     prefill_tps: f64,
     decode_tps: f64,
     evaluated: usize,
     generated: usize,
 }
 
-fn engine_row(config: &Config, prompts: &[(String, String)], decode: u32) -> Vec<Sample> {
+/// `warm`: each prompt is first prefilled by a one-token request, then
+/// (once the engine is idle: a draft model has caught up, as it does
+/// between keystrokes) asked again: the second request's decode is
+/// measured, as a keystroke's would be.
+fn engine_row(
+    config: &Config,
+    prompts: &[(String, String)],
+    decode: u32,
+    warm: bool,
+) -> Vec<Sample> {
     let path = slm_ls::models::resolve_model_path(None);
     let settings = EngineSettings::from_config(config, path).expect("engine settings");
     let engine = InferenceHandle::spawn(settings, Box::new(|_| {})).expect("model loads");
@@ -113,30 +126,48 @@ fn engine_row(config: &Config, prompts: &[(String, String)], decode: u32) -> Vec
             line_len: 0,
             heal: String::new(),
         };
-        let params = GenParams {
-            max_tokens: decode,
+        let params = |max_tokens| GenParams {
+            max_tokens,
             draft_tokens: 0,
             max_time_ms: 60_000,
             stop: StopRules::default(),
         };
-        let mut stream = engine.complete(&format!("bench-{i}"), input, params);
-        let outcome = rt.block_on(async {
-            loop {
-                match stream.events.recv().await {
-                    Some(Event::Done(o)) => break o,
-                    Some(Event::Delta(_)) => {}
-                    other => panic!("engine: {other:?}"),
+        let run = |max_tokens| {
+            let mut stream =
+                engine.complete(&format!("bench-{i}"), input.clone(), params(max_tokens));
+            rt.block_on(async {
+                loop {
+                    match stream.events.recv().await {
+                        Some(Event::Done(o)) => break o,
+                        Some(Event::Delta(_)) => {}
+                        other => panic!("engine: {other:?}"),
+                    }
                 }
-            }
-        });
+            })
+        };
+        if warm {
+            run(1);
+            engine.idle();
+        }
+        let outcome = run(decode);
         let decode_ms = (outcome.total_ms - outcome.prefill_ms).max(1e-3);
         out.push(Sample {
+            text: outcome.text.clone(),
             prefill_tps: outcome.evaluated_tokens as f64 * 1000.0 / outcome.prefill_ms.max(1e-3),
             decode_tps: outcome.generated_tokens as f64 * 1000.0 / decode_ms,
             evaluated: outcome.evaluated_tokens,
             generated: outcome.generated_tokens,
         });
         engine.forget(&format!("bench-{i}"));
+    }
+    let r = engine.stats.report();
+    if r.draft_proposed > 0 {
+        println!(
+            "draft model: {} tokens proposed, {} accepted ({:.0}%)",
+            r.draft_proposed,
+            r.draft_accepted,
+            100.0 * r.draft_accepted as f64 / r.draft_proposed as f64
+        );
     }
     out
 }
@@ -222,6 +253,7 @@ fn peer_row(server: &str, threads: i32, prompts: &[(String, String)], decode: u3
         .expect("llama-server answers");
         let t = &r["timings"];
         out.push(Sample {
+            text: r["content"].as_str().unwrap_or_default().to_string(),
             prefill_tps: t["prompt_per_second"].as_f64().unwrap_or(0.0),
             decode_tps: t["predicted_per_second"].as_f64().unwrap_or(0.0),
             evaluated: t["prompt_n"].as_u64().unwrap_or(0) as usize,
@@ -264,6 +296,13 @@ fn summary(name: &str, s: &[Sample]) -> (f64, f64) {
 }
 
 fn main() {
+    // RUST_LOG=slm_ls::engine=debug: the engine's per-request lines.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let n = env_usize("ENGINE_SAMPLES", 8);
     let chars = env_usize("ENGINE_PROMPT_CHARS", 2400);
     let decode = env_usize("ENGINE_DECODE", 64) as u32;
@@ -277,7 +316,31 @@ fn main() {
         kernels.features,
         prompts.len()
     );
-    let ours = engine_row(&config, &prompts, decode);
+    // ENGINE_DRAFT=NAME|PATH: rows of warm decodes without and with
+    // `model.draft` (speculative decoding), instead of the cold rows.
+    if let Ok(draft) = std::env::var("ENGINE_DRAFT") {
+        let alone = engine_row(&config, &prompts, decode, true);
+        let mut with = config.clone();
+        with.model.draft = draft.clone();
+        let drafted = engine_row(&with, &prompts, decode, true);
+        println!();
+        println!("| row (warm)   | prefill tok/s p50 (min–max) | decode tok/s p50 (n) | prompt | generated |");
+        println!("|--------------|------------------|------------------|--------|--------|");
+        let (_, d) = summary("alone", &alone);
+        let (_, dd) = summary("with draft", &drafted);
+        let same = alone
+            .iter()
+            .zip(&drafted)
+            .filter(|(a, b)| a.text == b.text)
+            .count();
+        println!(
+            "\ndecode with the draft model ({draft}) / alone: {:.2}x (same run, same prompts, {threads} threads); same text {same} of {}",
+            dd / d.max(1e-9),
+            alone.len()
+        );
+        return;
+    }
+    let ours = engine_row(&config, &prompts, decode, false);
     let peer = std::env::var("LLAMA_SERVER")
         .ok()
         .map(|server| peer_row(&server, threads, &prompts, decode));

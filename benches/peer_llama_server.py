@@ -116,7 +116,7 @@ def ratio_ci(a, b):
     return f"{sum(a) / sum(b):.2f}× [{rs[50]:.2f}, {rs[1949]:.2f}]"
 
 
-def quality(port, path, n_predict):
+def quality(port, path, n_predict, answers=None):
     """Score llama-server's /infill on the quality bench's samples (QUALITY_DUMP):
     llama.vim's context (256 lines above, 64 below, cursor line in `prompt`),
     greedy decoding; single-line samples: the raw first line against the removed
@@ -133,13 +133,19 @@ def quality(port, path, n_predict):
         below = r["suffix"].split("\n")
         block = r["kind"] == "block"
         t = time.perf_counter()
-        out = post(port, "/infill", {
-            "input_prefix": "".join(l + "\n" for l in above[-256:]),
-            "prompt": line_prefix,
-            "input_suffix": "\n".join(below[:65]),
-            "input_extra": [], "n_predict": 128 if block else n_predict, "cache_prompt": True,
-            "temperature": 0, "top_k": 1, "samplers": ["top_k"],
-        })["content"]
+        if answers is not None:
+            # --answers LOG: score this dump with answers logged earlier
+            # (PEER_LOG of a run on the same samples, keyed by index).
+            out = answers[i]["got"]
+            assert answers[i]["expected"] == r["expected"], f"sample {i}: the log is from other samples"
+        else:
+            out = post(port, "/infill", {
+                "input_prefix": "".join(l + "\n" for l in above[-256:]),
+                "prompt": line_prefix,
+                "input_suffix": "\n".join(below[:65]),
+                "input_extra": [], "n_predict": 128 if block else n_predict, "cache_prompt": True,
+                "temperature": 0, "top_k": 1, "samplers": ["top_k"],
+            })["content"]
         ms = (time.perf_counter() - t) * 1000
         def exact(got):
             if not block:
@@ -149,7 +155,7 @@ def quality(port, path, n_predict):
         res.append({"kind": r["kind"], "lang": r["lang"], "check": r.get("check", False), "ms": ms,
                     "peer": exact(out), "empty": first(out).strip() == "",
                     **{n: exact(r["row_" + n]) for n in names}})
-        if os.environ.get("PEER_LOG"):
+        if os.environ.get("PEER_LOG") and answers is None:
             with open(os.environ["PEER_LOG"], "a", encoding="utf-8") as f:
                 f.write(json.dumps({"i": i, "pos": r["kind"], "lang": r["lang"], "expected": r["expected"],
                                     "got": out, "exact": exact(out)}) + "\n")
@@ -188,9 +194,14 @@ def main():
     ap.add_argument("--prefix-only", action="store_true")
     ap.add_argument("--quality", metavar="FILE", help="score /infill on QUALITY_DUMP samples instead of the replay")
     ap.add_argument("--n-predict", type=int, default=48)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--answers", metavar="LOG", help="with --quality: no server; score the PEER_LOG of an earlier run on the same samples")
     a = ap.parse_args()
+    if a.quality and a.answers:
+        log = [json.loads(l) for l in open(a.answers, encoding="utf-8")]
+        return quality(None, a.quality, a.n_predict, {x["i"]: x for x in log})
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    threads = str(os.cpu_count() or 2)
+    threads = str(a.threads)
     srv = subprocess.Popen([a.server, "-m", a.model, "--port", str(port), "-c", "8192", "-t", threads, "-tb", threads,
                             "--cache-reuse", "256", "-ub", "512", "-b", "1024", "-np", "1", "--no-webui"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -63,7 +63,9 @@
 //! QUALITY_SETTINGS, JSON settings merged into every row's;
 //! QUALITY_VERBOSE=1 prints every sample; QUALITY_HALF=tune|check keeps one
 //! half; QUALITY_LOG=FILE appends each answer as it comes; QUALITY_DUMP=FILE; SLM_LS_MODEL picks another model for every
-//! row; QUALITY_ROWS= (empty) only measures the window's budget use).
+//! row; QUALITY_ROWS= (empty) only measures the window's budget use, and
+//! with QUALITY_DUMP writes the samples for the peer; QUALITY_PARALLEL=1
+//! runs the rows' servers at once, best with QUALITY_THREADS=1).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -1021,10 +1023,25 @@ fn main() {
     );
     window_use(&samples, prefix_tokens);
     if rows.is_empty() {
+        // QUALITY_ROWS= QUALITY_DUMP=FILE: the samples alone, so a peer
+        // can be scored on them while (or before) slm-ls's rows run.
+        if let Ok(path) = std::env::var("QUALITY_DUMP") {
+            dump(&path, &samples, &rows, &[]);
+        }
         return;
     }
     let t0 = Instant::now();
-    let answers: Vec<Vec<Answer>> = rows.iter().map(|r| run(r, &samples)).collect();
+    // QUALITY_PARALLEL=1: every row's server at once (with
+    // QUALITY_THREADS=1, one core each): answers are greedy and have no
+    // deadline that matters, so they do not depend on timing.
+    let answers: Vec<Vec<Answer>> = if std::env::var("QUALITY_PARALLEL").is_ok() {
+        std::thread::scope(|s| {
+            let runs: Vec<_> = rows.iter().map(|r| s.spawn(|| run(r, &samples))).collect();
+            runs.into_iter().map(|h| h.join().expect("row")).collect()
+        })
+    } else {
+        rows.iter().map(|r| run(r, &samples)).collect()
+    };
     if let Ok(path) = std::env::var("QUALITY_DUMP") {
         dump(&path, &samples, &rows, &answers);
     }

@@ -93,6 +93,55 @@ fn speculative_decoding_changes_nothing_but_speed() {
 }
 
 #[test]
+fn a_draft_model_changes_nothing_but_speed() {
+    // The default model drafting for itself: the same vocabulary, and its
+    // drafts are what the model would write, so nearly all are accepted.
+    let alone = engine(|_| {});
+    let drafted = engine(|c| c.model.draft = common::model_path().display().to_string());
+    let src = source();
+    let mut pairs = Vec::new();
+    for cut in (900..=2700).step_by(600) {
+        let prefix: String = src.chars().take(cut).collect();
+        let (a, _, _) = run(&alone, "doc", &prefix, params(24, 0));
+        // A new place: the draft model catches up after the answer, in
+        // idle time, then drafts for the next request at this place.
+        run(&drafted, "doc", &prefix, params(1, 0));
+        drafted.idle();
+        let (d, reused, _) = run(&drafted, "doc", &prefix, params(24, 0));
+        assert!(reused > 100, "reused {reused}");
+        pairs.push((a, d));
+    }
+    assert_same_up_to_float_noise(&pairs, "draft model");
+    let r = drafted.stats.report();
+    assert!(r.draft_proposed >= 8, "the draft model drafted {r:?}");
+    assert!(
+        r.draft_accepted * 10 >= r.draft_proposed * 8,
+        "a model drafting for itself must be accepted nearly always: {r:?}"
+    );
+    assert_eq!(alone.stats.report().draft_proposed, 0);
+}
+
+#[test]
+fn a_draft_model_that_cannot_draft_is_reported_and_completion_goes_on() {
+    let e = engine(|c| c.model.draft = "/nonexistent/draft.gguf".into());
+    match &e.info.draft {
+        Some(Err(why)) => assert!(why.contains("/nonexistent/draft.gguf"), "{why}"),
+        other => panic!("expected the reason the draft model is off, got {other:?}"),
+    }
+    let (text, _, _) = run(&e, "a", "def add(a, b):\n    return", params(8, 0));
+    assert!(!text.is_empty());
+    // Not a model at all (another vocabulary: `drafter::compatible`'s
+    // unit test on real vocabularies).
+    let junk = std::env::temp_dir().join(format!("slm-ls-draft-junk-{}.gguf", std::process::id()));
+    std::fs::write(&junk, b"GGUF but not really").unwrap();
+    let e = engine(|c| c.model.draft = junk.display().to_string());
+    let _ = std::fs::remove_file(&junk);
+    assert!(matches!(&e.info.draft, Some(Err(_))), "{:?}", e.info.draft);
+    let (text, _, _) = run(&e, "a", "def add(a, b):\n    return", params(8, 0));
+    assert!(!text.is_empty());
+}
+
+#[test]
 fn prefix_reuse_gives_the_same_answer_as_a_cold_prompt() {
     let src = source();
     // Prefix-only reuse is exact: the kept KV cells are exactly what a cold

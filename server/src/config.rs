@@ -61,6 +61,14 @@ pub struct ModelConfig {
     /// every keystroke. Measured right more often than the prefix-first
     /// order too (benches/README.md, issue 18). Off: prefix first (PSM).
     pub fim_spm: bool,
+    /// A smaller model of the same vocabulary that drafts tokens for this
+    /// one to verify in one batch (speculative decoding: the same output,
+    /// fewer sequential steps): a GGUF path or a name from `slm-ls models
+    /// list` (`qwen2.5-coder-0.5b` for the 1.5B). Empty: none.
+    pub draft: String,
+    /// Most tokens the draft model proposes per step (it stops earlier
+    /// where it is unsure).
+    pub draft_max: u32,
 }
 
 impl Default for ModelConfig {
@@ -77,6 +85,8 @@ impl Default for ModelConfig {
             fim_format: "auto".into(),
             fim_line_in_middle: false,
             fim_spm: true,
+            draft: String::new(),
+            draft_max: 6,
         }
     }
 }

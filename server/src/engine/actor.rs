@@ -34,6 +34,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+use super::drafter::{self, Drafter};
 use super::prompt::{FimFamily, FimFormat, Vocab};
 use super::reuse;
 use super::speculate;
@@ -187,6 +188,42 @@ struct Engine<'m> {
     /// Other slm-ls servers on this machine and this one take turns per
     /// `decode` (see `turns.rs`).
     turns: Option<super::turns::Turns>,
+    /// `model.draft`'s model, drafting for this one.
+    drafter: Option<Drafter<'m>>,
+    /// The slot the last job ran in (the drafter catches up on it).
+    last_slot: Option<usize>,
+}
+
+/// [`Engine::is_stop_token`], for borrowing the engine's parts apart.
+fn stops(model: &LlamaModel, format_ids: &[i32], t: LlamaToken) -> bool {
+    let v = model.vocab();
+    v.is_eog(t) || v.is_control(t) || format_ids.contains(&t.0)
+}
+
+/// Load `model.draft` for `target`; on any failure say why once and go on
+/// without it.
+fn load_draft(
+    backend: &LlamaBackend,
+    settings: &EngineSettings,
+    target: &LlamaModel,
+) -> Option<Result<LlamaModel, String>> {
+    let path = settings.draft_path.as_ref()?;
+    let loaded = if path.is_file() {
+        let params = LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers);
+        LlamaModel::load_from_file(backend, path, &params)
+            .map_err(|e| format!("llama.cpp could not load it: {e}"))
+            .and_then(|m| drafter::compatible(target, &m).map(|()| m))
+    } else {
+        Err("no such file (a model name from `slm-ls models list` must be fetched first: `slm-ls models fetch NAME`)".into())
+    };
+    Some(loaded.map_err(|e| {
+        let e = format!(
+            "model.draft {}: {e}; completing without a draft model",
+            path.display()
+        );
+        tracing::warn!("{e}");
+        e
+    }))
 }
 
 pub(crate) fn run(
@@ -272,6 +309,32 @@ pub(crate) fn run(
             return;
         }
     };
+    let draft_model = load_draft(backend, &settings, &model);
+    let drafter = match &draft_model {
+        Some(Ok(m)) => match Drafter::new(
+            backend,
+            m,
+            settings.cache_slots,
+            per_slot,
+            settings.batch_size,
+            settings.threads,
+            settings.draft_max as usize,
+        ) {
+            Ok(d) => Some(Ok(d)),
+            Err(e) => {
+                tracing::warn!("{e}; completing without a draft model");
+                Some(Err(e))
+            }
+        },
+        Some(Err(e)) => Some(Err(e.clone())),
+        None => None,
+    };
+    let draft_info = drafter.as_ref().map(|d| match (d, &draft_model) {
+        (Ok(_), Some(Ok(m))) => Ok(m.meta_val_str("general.name").unwrap_or_default()),
+        (Err(e), _) => Err(e.clone()),
+        _ => Err("not loaded".into()),
+    });
+    let drafter = drafter.and_then(Result::ok);
     let model_name = model.meta_val_str("general.name").unwrap_or_else(|_| {
         settings
             .model_path
@@ -286,6 +349,7 @@ pub(crate) fn run(
         n_ctx_train,
         n_params: model.n_params(),
         load_ms: started.elapsed().as_millis() as u64,
+        draft: draft_info,
     };
     tracing::info!(?info, n_ctx, "model loaded");
     super::cpu::log_at_start();
@@ -312,6 +376,8 @@ pub(crate) fn run(
         pending: counters.pending,
         arrived: counters.arrived,
         turns: super::turns::Turns::open(),
+        drafter,
+        last_slot: None,
     };
     let tokenizer = super::Tokenizer::new(model.clone());
     if ready.send(Ok((info, tokenizer))).is_err() {
@@ -373,14 +439,22 @@ impl Engine<'_> {
                     self.complete(job, true);
                 }
                 Msg::Shutdown => return,
+                Msg::Idle(_) => {}
             }
         }
     }
 
     /// Move a message from the channel to the queue.
     fn take(&self, m: Msg, queue: &mut Vec<Msg>) {
-        if matches!(m, Msg::Complete(_)) {
-            self.arrived.fetch_sub(1, Ordering::SeqCst);
+        match m {
+            Msg::Complete(_) => {
+                self.arrived.fetch_sub(1, Ordering::SeqCst);
+            }
+            Msg::Idle(tx) => {
+                let _ = tx.send(());
+                return;
+            }
+            _ => {}
         }
         queue.push(m);
     }
@@ -477,7 +551,26 @@ impl Engine<'_> {
                 let _ = job.events.send(Event::Failed(e));
             }
         }
+        self.draft_catch_up();
         None
+    }
+
+    /// Bring the draft model up to the last slot's tokens in idle time
+    /// (after the answer went out), giving way to any new message.
+    fn draft_catch_up(&mut self) {
+        let (Some(d), Some(slot)) = (self.drafter.as_mut(), self.last_slot) else {
+            return;
+        };
+        let (pending, arrived) = (self.pending.clone(), self.arrived.clone());
+        let give_way = || pending.load(Ordering::SeqCst) > 0 || arrived.load(Ordering::SeqCst) > 0;
+        if let Err(e) = d.sync(
+            slot,
+            &self.slots[slot].tokens,
+            self.turns.as_ref(),
+            &give_way,
+        ) {
+            tracing::warn!("{e}");
+        }
     }
 
     /// Run one job.
@@ -505,6 +598,7 @@ impl Engine<'_> {
             prompt.push(self.model.vocab().bos().0.max(0));
         }
         let slot_idx = self.pick_slot(&job.key, &prompt);
+        self.last_slot = Some(slot_idx);
         self.clock += 1;
         let seq = slot_idx as i32;
         {
@@ -586,6 +680,14 @@ impl Engine<'_> {
         // first thing the model writes (it then picks the token that
         // carries it, e.g. `" return"`, instead of re-typing indentation).
         let mut forced: &[u8] = job.input.heal.as_bytes();
+        // The draft model drafts only if it is nearly in step with the
+        // slot; a new place waits for idle time (see `drafter.rs`).
+        let mut draft_ms = 0.0;
+        let mut use_drafter = self.drafter.as_ref().is_some_and(|d| {
+            d.lag(slot_idx, &self.slots[slot_idx].tokens) <= drafter::CATCH_UP_INLINE
+        });
+        let cancel = job.cancel.clone();
+        let give_way = move || cancel.is_cancelled();
         let stop_reason = 'gen: loop {
             if job.cancel.is_cancelled() {
                 return Ok(Ran::Cancelled);
@@ -637,6 +739,38 @@ impl Engine<'_> {
             } else {
                 Vec::new()
             };
+            let mut from_model = 0;
+            let draft = if draft.is_empty() && use_drafter && room > 0 && forced.is_empty() {
+                let t_draft = Instant::now();
+                let mut want = self.slots[slot_idx].tokens.clone();
+                want.push(token.0);
+                let (model, ids) = (self.model, &self.format_ids);
+                let is_stop = |t: i32| stops(model, ids, LlamaToken(t));
+                let d = self.drafter.as_mut().expect("use_drafter");
+                let drafted = d
+                    .sync(slot_idx, &want, self.turns.as_ref(), &give_way)
+                    .and_then(|synced| {
+                        if synced {
+                            d.propose(slot_idx, room, self.turns.as_ref(), &is_stop)
+                        } else {
+                            Ok(Vec::new())
+                        }
+                    });
+                draft_ms += t_draft.elapsed().as_secs_f64() * 1000.0;
+                match drafted {
+                    Ok(d) => {
+                        from_model = d.len();
+                        d
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}; drafting stops for this request");
+                        use_drafter = false;
+                        Vec::new()
+                    }
+                }
+            } else {
+                draft
+            };
             self.batch.clear();
             self.batch
                 .add(token, n_past as i32, &[seq], true)
@@ -677,6 +811,14 @@ impl Engine<'_> {
                 }
             }
             accepted_total += accepted;
+            if from_model > 0 {
+                self.stats
+                    .draft_proposed
+                    .fetch_add(from_model as u64, Ordering::Relaxed);
+                self.stats
+                    .draft_accepted
+                    .fetch_add(accepted as u64, Ordering::Relaxed);
+            }
             if accepted < draft.len() {
                 // Rejected draft tokens leave the KV cache.
                 let _ = self.ctx.kv_cache_seq_rm(seq, Some(n_past as u32), None);
@@ -688,7 +830,13 @@ impl Engine<'_> {
         };
         let text = out.text;
         if drafted > 0 {
-            tracing::debug!(drafted, accepted = accepted_total, "speculative drafts");
+            tracing::debug!(
+                drafted,
+                accepted = accepted_total,
+                draft_model_ms = format!("{draft_ms:.1}"),
+                use_drafter,
+                "speculative drafts"
+            );
         }
         let gen_ms = t_gen.elapsed().as_secs_f64() * 1000.0;
         self.stats
@@ -750,8 +898,7 @@ impl Engine<'_> {
     /// suggestion (a completion never contains one), and so do the prompt
     /// format's own markers however the vocabulary types them.
     fn is_stop_token(&self, t: LlamaToken) -> bool {
-        let v = self.model.vocab();
-        v.is_eog(t) || v.is_control(t) || self.format_ids.contains(&t.0)
+        stops(self.model, &self.format_ids, t)
     }
 
     /// The most likely token whose text agrees with `forced` (starts with
@@ -784,6 +931,9 @@ impl Engine<'_> {
     fn reset_slot(&mut self, seq: i32, slot_idx: usize) {
         let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
         self.slots[slot_idx].tokens.clear();
+        if let Some(d) = self.drafter.as_mut() {
+            d.reset(slot_idx);
+        }
     }
 }
 

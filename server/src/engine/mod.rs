@@ -16,6 +16,7 @@
 
 mod actor;
 pub mod cpu;
+mod drafter;
 mod listeners;
 pub mod prompt;
 pub mod reuse;
@@ -55,6 +56,9 @@ pub struct EngineSettings {
     pub fim_spm: bool,
     /// `context.fileFrame` (never for the `context.naive` floor).
     pub file_frame: bool,
+    /// `model.draft` resolved to a file, and its tokens per step.
+    pub draft_path: Option<PathBuf>,
+    pub draft_max: u32,
 }
 
 impl EngineSettings {
@@ -79,8 +83,23 @@ impl EngineSettings {
             // The plain-prompt floor is prefix-first by definition.
             fim_spm: config.model.fim_spm && !config.context.naive,
             file_frame: config.context.file_frame && !config.context.naive,
+            draft_path: resolve_draft(&config.model.draft),
+            draft_max: config.model.draft_max.clamp(1, 32),
         })
     }
+}
+
+/// `model.draft`: a model name from the manifest (fetched into the model
+/// directory) or a path; `None` when empty.
+fn resolve_draft(draft: &str) -> Option<PathBuf> {
+    let draft = draft.trim();
+    if draft.is_empty() {
+        return None;
+    }
+    Some(match crate::models::Manifest::load().find(draft) {
+        Some(entry) => crate::models::model_dir().join(&entry.file),
+        None => PathBuf::from(draft),
+    })
 }
 
 /// What the engine reports about itself once loaded.
@@ -91,6 +110,9 @@ pub struct EngineInfo {
     pub n_ctx_train: u32,
     pub n_params: u64,
     pub load_ms: u64,
+    /// The draft model drafting for this one (its name), or why `model.draft`
+    /// is not used; `None` when not asked for.
+    pub draft: Option<Result<String, String>>,
 }
 
 /// The model's vocabulary on the server's side, for token budgets
@@ -182,6 +204,10 @@ pub(crate) enum Msg {
     /// Prefill only, at lowest priority: abandoned as soon as any other
     /// message arrives.
     Warm(Job),
+    /// Answered as soon as the actor takes it: it has finished what it was
+    /// doing, idle work included (the draft model catching up). Not counted
+    /// as pending, so idle work does not give way to it.
+    Idle(mpsc::Sender<()>),
     Shutdown,
 }
 
@@ -416,6 +442,16 @@ impl InferenceHandle {
             cancel,
             holders,
             joined: false,
+        }
+    }
+
+    /// Wait until the engine has finished its current work, idle work
+    /// included (tests and benches: a keystroke after a pause finds the
+    /// draft model caught up).
+    pub fn idle(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.lock().unwrap().send(Msg::Idle(tx)).is_ok() {
+            let _ = rx.recv();
         }
     }
 

@@ -24,6 +24,9 @@ pub struct Stats {
     pub preempted: AtomicU64,
     pub shown: AtomicU64,
     pub accepted: AtomicU64,
+    /// Tokens the draft model proposed, and how many the model kept.
+    pub draft_proposed: AtomicU64,
+    pub draft_accepted: AtomicU64,
     /// End-to-end engine latency of finished completions, ms. Bounded: the
     /// oldest half is dropped when it grows past `MAX_SAMPLES`.
     latencies: Mutex<Vec<f64>>,
@@ -50,6 +53,8 @@ pub struct StatsReport {
     pub preempted: u64,
     pub shown: u64,
     pub accepted: u64,
+    pub draft_proposed: u64,
+    pub draft_accepted: u64,
     pub latency_ms_p50: f64,
     pub latency_ms_p95: f64,
 }
@@ -95,6 +100,8 @@ impl Stats {
             preempted: self.preempted.load(Relaxed),
             shown: self.shown.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
+            draft_proposed: self.draft_proposed.load(Relaxed),
+            draft_accepted: self.draft_accepted.load(Relaxed),
             latency_ms_p50: percentile(&l, 0.50),
             latency_ms_p95: percentile(&l, 0.95),
         }

@@ -209,3 +209,23 @@ fn context_windows_stay_within_their_token_budgets() {
         }
     }
 }
+
+/// `model.draft` must have the model's vocabulary token for token: the
+/// Qwen2 vocabulary drafts for itself, never for Llama's or StarCoder's.
+#[test]
+fn a_draft_model_needs_the_same_vocabulary() {
+    let dir = std::env::var_os("SLM_LS_VOCAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/vocabs"));
+    let load = |name: &str| {
+        super::Tokenizer::from_vocab_file(&dir.join(format!("ggml-vocab-{name}.gguf")))
+            .expect("run tests/fetch-vocabs.sh")
+            .0
+    };
+    let qwen = load("qwen2");
+    assert_eq!(super::drafter::compatible(&qwen, &load("qwen2")), Ok(()));
+    for other in ["gpt-2", "starcoder", "deepseek-coder"] {
+        let why = super::drafter::compatible(&qwen, &load(other)).unwrap_err();
+        assert!(why.contains("vocabulary"), "{other}: {why}");
+    }
+}

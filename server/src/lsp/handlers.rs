@@ -211,7 +211,12 @@ pub async fn stats(state: Arc<State>) -> Result<Value> {
     let (model, report) = match state.engine() {
         Ok(e) => (
             json!({ "name": e.info.model_name, "fim": e.info.fim.to_string(), "loadMs": e.info.load_ms,
-                    "cpuKernels": crate::engine::cpu::report() }),
+                    "cpuKernels": crate::engine::cpu::report(),
+                    "draft": match &e.info.draft {
+                        None => Value::Null,
+                        Some(Ok(name)) => json!({ "name": name }),
+                        Some(Err(why)) => json!({ "error": why }),
+                    } }),
             serde_json::to_value(e.stats.report()).unwrap_or_default(),
         ),
         Err(msg) => match *state.engine.read().unwrap() {
