@@ -61,6 +61,8 @@ export const SETTINGS: SettingSpec[] = [
     enum: ['auto', 'none', 'starcoder', 'codellama', 'deepseek', 'qwen', 'codestral', 'codegemma'],
     description: 'Fill-in-the-middle prompt format; "auto" detects it from the model, "none" continues the prefix only.',
   },
+  { key: 'model.draft', type: 'string', default: '', description: 'A smaller model of the same vocabulary that drafts tokens for this one (speculative decoding: the same suggestions, fewer sequential steps): a name from `slm-ls models list` (qwen2.5-coder-0.5b for the 1.5B) or a GGUF path. Empty: none.' },
+  { key: 'model.draftMax', type: 'integer', default: 6, minimum: 1, description: 'Most tokens the draft model proposes per step (it stops earlier where it is unsure).' },
   { key: 'model.fimSpm', type: 'boolean', default: true, description: 'Models trained on both FIM orders (Qwen2.5-Coder, StarCoder): suffix first, prefix last, so typing and Enter only append to the cached prompt (right more often on the quality bench too). Off: prefix first (PSM).' },
   { key: 'model.fimLineInMiddle', type: 'boolean', default: false, description: 'FIM models: put the typed part of the cursor line after the middle marker (exact KV reuse while typing on a line; measured to answer worse with Qwen2.5-Coder).' },
   // --- completion ---
