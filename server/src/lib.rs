@@ -10,6 +10,7 @@ pub mod engine;
 // [index] issue 19: the workspace index (definitions of the whole project).
 pub mod index;
 pub mod lsp;
+pub mod machine;
 pub mod models;
 pub mod postprocess;
 // [context] tree-sitter grammars and per-document trees (issue 4).

@@ -8,7 +8,7 @@ use slm_ls::config::Config;
 use slm_ls::document::{Document, Encoding, Position};
 use slm_ls::engine::{EngineSettings, InferenceHandle};
 use slm_ls::lsp::state::CliOverrides;
-use slm_ls::{complete, models};
+use slm_ls::{complete, machine, models};
 
 const HELP: &str = "\
 slm-ls: a code-completion language server running a small local model
@@ -19,6 +19,7 @@ USAGE:
                                       print the completion at a 0-based position
     slm-ls models list                list known models
     slm-ls models fetch [NAME]        download a model (default: the default model)
+    slm-ls models measure [NAME]      measure installed models' speed here (picks the default)
     slm-ls models path                print the model path the server would use
     slm-ls --version | --help
 
@@ -224,11 +225,67 @@ fn cmd_models(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
     let manifest = models::Manifest::load();
     match args.words.get(1).map(String::as_str) {
         Some("list") | None => {
+            let dir = models::model_dir();
+            let measured = machine::load();
+            let here = machine::machine_key();
+            let (chosen, why) = machine::choose(&manifest, &measured, &here, &dir);
             for m in &manifest.model {
-                let mark = if m.name == manifest.default { "*" } else { " " };
+                let mark = if m.name == chosen.name { "*" } else { " " };
                 println!("{mark} {:<22} {:<10} {}", m.name, m.fim, m.description);
+                let path = dir.join(&m.file);
+                if !path.is_file() {
+                    continue;
+                }
+                match machine::find(&measured, &path, &here) {
+                    Some(s) => println!(
+                        "  {:<22} installed; here: prefill {:.0} tokens/s, decode {:.1} tokens/s, warm keystroke ~{:.0} ms",
+                        "", s.prefill_tps, s.decode_tps, s.keystroke_ms()
+                    ),
+                    None => println!("  {:<22} installed; not measured here (`slm-ls models measure`)", ""),
+                }
             }
-            println!("\nmodel directory: {}", models::model_dir().display());
+            println!("\n* the default on this machine: {} ({why})", chosen.name);
+            println!("machine: {here}");
+            println!("model directory: {}", dir.display());
+            Ok(())
+        }
+        Some("measure") => {
+            let dir = models::model_dir();
+            let wanted: Vec<&models::ModelEntry> = match args.words.get(2) {
+                Some(name) => vec![manifest
+                    .find(name)
+                    .ok_or_else(|| format!("unknown model {name:?}"))?],
+                None => manifest
+                    .model
+                    .iter()
+                    .filter(|m| dir.join(&m.file).is_file())
+                    .collect(),
+            };
+            if wanted.is_empty() {
+                return Err("no model is installed: `slm-ls models fetch` first".into());
+            }
+            for entry in wanted {
+                let path = dir.join(&entry.file);
+                if !path.is_file() {
+                    return Err(format!(
+                        "{} is not installed: `slm-ls models fetch {}` first",
+                        entry.name, entry.name
+                    ));
+                }
+                eprintln!("measuring {} on this machine ...", entry.name);
+                let m = measure(&path)?;
+                println!(
+                    "{}: prefill {:.0} tokens/s, decode {:.1} tokens/s, warm keystroke ~{:.0} ms",
+                    entry.name,
+                    m.prefill_tps,
+                    m.decode_tps,
+                    m.keystroke_ms()
+                );
+                machine::record(m)?;
+            }
+            let (chosen, why) =
+                machine::choose(&manifest, &machine::load(), &machine::machine_key(), &dir);
+            println!("default model on this machine: {} ({why})", chosen.name);
             Ok(())
         }
         Some("fetch") => {
@@ -249,6 +306,13 @@ fn cmd_models(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
                 )
             })?;
             models::fetch(entry)?;
+            if manifest.by_machine.contains(&entry.name) && entry.name != manifest.default {
+                eprintln!(
+                    "`slm-ls models measure {}` measures it on this machine; where it answers a keystroke within {} ms it becomes the default",
+                    entry.name,
+                    machine::KEYSTROKE_BUDGET_MS
+                );
+            }
             Ok(())
         }
         Some("path") => {
@@ -256,7 +320,84 @@ fn cmd_models(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
             Ok(())
         }
         Some(other) => Err(format!(
-            "unknown models command {other:?} (list, fetch, path)"
+            "unknown models command {other:?} (list, fetch, measure, path)"
         )),
     }
+}
+
+/// Prefill and decode tokens/s of the model at `path` on this machine:
+/// cold fill-in-the-middle prompts of ~400 tokens, then up to 32 greedy
+/// tokens each; medians of three.
+fn measure(path: &std::path::Path) -> Result<machine::Measured, String> {
+    use slm_ls::engine::{Event, GenParams, PromptInput, StopRules};
+    // Real code of a realistic length (this crate's own), cut at lines.
+    const CODE: &str = include_str!("machine.rs");
+    let config = Config::default();
+    let settings = EngineSettings::from_config(&config, path.to_path_buf())?;
+    let engine = InferenceHandle::spawn(settings, Box::new(|_| {}))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    // By bytes: `at` may fall inside a character; after a `\n` never does.
+    let line_after = |at: usize| {
+        CODE.as_bytes()[at.min(CODE.len())..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(CODE.len(), |n| at + n + 1)
+    };
+    for i in 0..3 {
+        // A different prompt each time (nothing reused): ~400 tokens.
+        let start = line_after(i * 700);
+        let cut = line_after(start + 1500);
+        let end = line_after(cut + 300);
+        let input = PromptInput {
+            path: format!("measure_{i}.rs"),
+            prefix: CODE[start..cut].to_string(),
+            suffix: CODE[cut..end].to_string(),
+            ..Default::default()
+        };
+        let params = GenParams {
+            max_tokens: 32,
+            draft_tokens: 0,
+            max_time_ms: 60_000,
+            stop: StopRules::default(),
+        };
+        let mut stream = engine.complete(&format!("measure-{i}"), input, params);
+        let o = rt.block_on(async {
+            loop {
+                match stream.events.recv().await {
+                    Some(Event::Done(o)) => return Ok(o),
+                    Some(Event::Delta(_)) => {}
+                    Some(Event::Failed(e)) => return Err(e),
+                    other => return Err(format!("the engine answered {other:?}")),
+                }
+            }
+        })?;
+        prefill.push(o.evaluated_tokens as f64 * 1000.0 / o.prefill_ms.max(1e-3));
+        if o.generated_tokens >= 8 {
+            decode.push(o.generated_tokens as f64 * 1000.0 / (o.total_ms - o.prefill_ms).max(1e-3));
+        }
+        engine.forget(&format!("measure-{i}"));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    Ok(machine::Measured {
+        file: path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+        size: std::fs::metadata(path).map_err(|e| e.to_string())?.len(),
+        machine: machine::machine_key(),
+        prefill_tps: median(prefill).unwrap_or(0.0),
+        decode_tps: median(decode)
+            .ok_or("the model ended every answer in under 8 tokens: no decode speed")?,
+        when: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    })
 }

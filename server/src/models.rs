@@ -19,6 +19,10 @@ const MANIFEST: &str = include_str!("../../models/manifest.toml");
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
     pub default: String,
+    /// Candidates for the default by the machine, best first (see
+    /// `machine.rs`); the default is the fallback.
+    #[serde(default)]
+    pub by_machine: Vec<String>,
     pub model: Vec<ModelEntry>,
 }
 
@@ -81,7 +85,8 @@ pub fn model_dir() -> PathBuf {
 }
 
 /// The model to use: explicit path (config or `--model`), then
-/// `$SLM_LS_MODEL`, then the default model in [`model_dir`].
+/// `$SLM_LS_MODEL`, then the default model for this machine in
+/// [`model_dir`] (`machine.rs`).
 pub fn resolve_model_path(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_path_buf();
@@ -89,7 +94,7 @@ pub fn resolve_model_path(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = std::env::var_os("SLM_LS_MODEL").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    model_dir().join(&Manifest::load().default_model().file)
+    crate::machine::default_model_path()
 }
 
 /// Download `entry` into [`model_dir`] unless a verified copy is there.
@@ -367,6 +372,12 @@ mod tests {
         let m = Manifest::load();
         let d = m.default_model();
         assert_eq!(d.name, "qwen2.5-coder-0.5b");
+        for name in &m.by_machine {
+            assert!(
+                m.find(name).is_some(),
+                "by_machine names {name}, not in the manifest"
+            );
+        }
         assert_eq!(d.fim, "qwen");
         for e in &m.model {
             assert!(e.sha256.is_empty() || e.sha256.len() == 64, "{}", e.name);
