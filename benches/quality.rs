@@ -565,18 +565,6 @@ struct Row {
     env: Vec<(String, String)>,
 }
 
-/// Deep merge of JSON objects: `over`'s leaves replace `base`'s.
-fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, o) => *b = o.clone(),
-    }
-}
-
 fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
     let wanted = std::env::var("QUALITY_ROWS").unwrap_or_else(|_| "default,plain".into());
     // QUALITY_SETTINGS='{"context":{"suffixTokens":384}}': merged into every
@@ -602,12 +590,12 @@ fn rows(threads: u32, prefix_tokens: Option<u32>) -> Vec<Row> {
             "completion": { "typedAhead": false, "maxTimeMs": 60000 },
             "context": ctx,
         });
-        merge(&mut init, &settings);
+        common::merge_json(&mut init, &settings);
         init
     };
     // The layout rows differ in `model` settings.
     let with_model = |mut init: Value, model: Value| {
-        merge(&mut init, &json!({ "model": model }));
+        common::merge_json(&mut init, &json!({ "model": model }));
         init
     };
     let mut out = Vec::new();

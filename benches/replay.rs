@@ -22,7 +22,8 @@
 //! Run: `cargo bench --bench replay` (env: REPLAY_FILES=N files per
 //! language, REPLAY_INTERVAL_MS=typing interval, default 150;
 //! REPLAY_RUNS=editor,on,nospec,off,cancel picks the runs, default all;
-//! REPLAY_THREADS=N sets model.threads; for the contention rows run it
+//! REPLAY_THREADS=N sets model.threads; REPLAY_SETTINGS=JSON is merged into
+//! every run's settings; SLM_LS_MODEL picks another model; for the contention rows run it
 //! beside `benches/busy_core.sh`; with
 //! `SLM_TEST_LOG=warn,slm_ls::engine::actor=info` it also prints the prompt
 //! tokens evaluated per warm request, issue 20's measure).
@@ -192,10 +193,17 @@ fn run(
         .unwrap_or(0);
     // BENCH_FIM_LINE_IN_MIDDLE=1: model.fimLineInMiddle (layout comparison).
     let line_in_middle = std::env::var("BENCH_FIM_LINE_IN_MIDDLE").is_ok_and(|v| v == "1");
-    let mut s = TestServer::start(json!({
+    let mut init = json!({
         "model": { "cacheReuse": reuse, "threads": threads, "fimLineInMiddle": line_in_middle },
         "completion": { "typedAhead": typed_ahead, "draftTokens": draft }
-    }));
+    });
+    // REPLAY_SETTINGS='{"model":{"draft":"qwen2.5-coder-0.5b"}}': merged
+    // into every run's settings.
+    if let Ok(extra) = std::env::var("REPLAY_SETTINGS") {
+        let extra = serde_json::from_str(&extra).expect("REPLAY_SETTINGS is JSON");
+        common::merge_json(&mut init, &extra);
+    }
+    let mut s = TestServer::start(init);
     s.wait_ready();
     let mut r = Run::default();
     for (ci, case) in cases.iter().enumerate() {

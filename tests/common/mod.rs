@@ -13,6 +13,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// Deep merge of JSON objects: `over`'s leaves replace `base`'s (settings
+/// a bench adds to a row's: `QUALITY_SETTINGS`, `REPLAY_SETTINGS`).
+pub fn merge_json(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge_json(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
 /// Split a fixture into its text and the cursor's (line, UTF-16 column).
 pub fn fixture(src: &str) -> (String, u32, u32) {
     let at = src.find("$0").expect("fixture needs a $0 cursor");

@@ -166,6 +166,21 @@ pub struct Context {
     /// is already closed after the cursor, so a completion must not close
     /// it again (post-processing cuts before such a closer).
     pub block_closed: bool,
+    /// The prompt's suffix leaves out the rest of the cursor's line (only
+    /// closers: see [`build_with`]); [`Context::after_cursor`] puts it back.
+    pub closers_left_out: bool,
+}
+
+impl Context {
+    /// The document after the cursor, as far as the prompt's suffix goes:
+    /// what post-processing parses the suggestion against.
+    pub fn after_cursor(&self) -> std::borrow::Cow<'_, str> {
+        if self.closers_left_out {
+            format!("{}{}", self.line_suffix, self.input.suffix).into()
+        } else {
+            self.input.suffix.as_str().into()
+        }
+    }
 }
 
 pub fn build(
@@ -267,7 +282,18 @@ pub fn build_with(
         (line_prefix.len() - healed.len()).min(prefix.len())
     };
 
-    // Suffix: the rest of the line and following lines, within budget.
+    // Suffix: the rest of the line and following lines, within budget. A
+    // rest of the line that is only closers (`foo(|)`: an editor's
+    // auto-closed bracket) is left out, so typing `(` and getting `()`
+    // leaves the prompt's suffix as it was: with the suffix first
+    // (`model.fimSpm`) the keystroke then appends to the cached prompt
+    // instead of re-evaluating all of it. The answer is still balanced
+    // against those closers (`postprocess`, from `line_suffix`).
+    let from = if !naive && !line_suffix.trim().is_empty() && when::only_closers(&line_suffix) {
+        line_end
+    } else {
+        cursor
+    };
     let (suffix_end, suffix) = fit(tokens, cfg.suffix_tokens as usize, false, |sbudget| {
         let mut suffix_end = line_end;
         let mut l = line + 1;
@@ -283,8 +309,8 @@ pub fn build_with(
         if suffix_end == line_end && line + 1 < rope.len_lines() {
             suffix_end = rope.line_to_char(line + 1);
         }
-        let suffix_end = suffix_end.max(cursor).min(cursor + sbudget.max(1));
-        (suffix_end, rope.slice(cursor..suffix_end).to_string())
+        let suffix_end = suffix_end.max(from).min(from + sbudget.max(1));
+        (suffix_end, rope.slice(from..suffix_end).to_string())
     });
 
     let stop = when::stop_rules(&line_prefix, &line_suffix, &suffix, multiline);
@@ -350,6 +376,7 @@ pub fn build_with(
         line_above,
         naive,
         block_closed,
+        closers_left_out: from != cursor,
     }
 }
 

@@ -117,6 +117,23 @@ fn splits_prefix_and_suffix_at_the_cursor() {
 }
 
 #[test]
+fn auto_closed_brackets_leave_the_prompts_suffix_as_it_was() {
+    // Typing `(` in an editor that closes brackets gives `print($0)`: the
+    // prompt's suffix must not change (suffix first, that would
+    // re-evaluate the whole prompt), and the answer still knows the `)`.
+    let before = ctx("def f(x):\n    print$0\n    return x\n", true);
+    let after = ctx("def f(x):\n    print($0)\n    return x\n", true);
+    assert_eq!(after.input.suffix, before.input.suffix);
+    assert_eq!(after.input.suffix, "\n    return x\n");
+    assert_eq!(after.line_suffix, ")");
+    let quoted = ctx("def f(x):\n    print(\"$0\")\n    return x\n", true);
+    assert_eq!(quoted.input.suffix, before.input.suffix);
+    // Code after the cursor stays in the suffix.
+    let code = ctx("def f(x):\n    print($0, x)\n    return x\n", true);
+    assert_eq!(code.input.suffix, ", x)\n    return x\n");
+}
+
+#[test]
 fn block_opener_allows_multiline_within_scope() {
     let c = ctx("def f(x):$0\n\nprint(1)\n", true);
     assert!(!c.stop.single_line);

@@ -156,16 +156,21 @@ fn is_prose(doc: &Document, string: Node) -> bool {
 /// Single line when the cursor sits inside a line with code after it or in
 /// the middle of a statement; multi-line at a block opener or on a blank
 /// line, bounded by the scope's indentation and the next line of the suffix.
+/// Whether the rest of the cursor's line is only what editors close by
+/// themselves (brackets, quotes) and punctuation after them, or nothing.
+pub fn only_closers(line_suffix: &str) -> bool {
+    line_suffix
+        .chars()
+        .all(|c| c.is_whitespace() || ")]}\"'`;,".contains(c))
+}
+
 pub fn stop_rules(
     line_prefix: &str,
     line_suffix: &str,
     suffix: &str,
     multiline: bool,
 ) -> StopRules {
-    let rest_has_code = line_suffix
-        .trim_end_matches(['\r', '\n'])
-        .chars()
-        .any(|c| !c.is_whitespace() && !")]}\"'`;,".contains(c));
+    let rest_has_code = !only_closers(line_suffix);
     let trimmed = line_prefix.trim_end();
     let opener = trimmed.ends_with([':', '{', '(', '['])
         || trimmed.ends_with("=>")

@@ -78,9 +78,10 @@ fn insertion_parses(text: &str, ctx: &Context) -> bool {
     };
     let prefix = format!("{}{}", ctx.input.prefix, ctx.input.heal);
     let errors = |doc: &str| syntax::parse_str(lang, doc).map(|t| syntax::error_count(&t));
+    let after = ctx.after_cursor();
     match (
-        errors(&format!("{prefix}{text}{}", ctx.input.suffix)),
-        errors(&format!("{prefix}{}", ctx.input.suffix)),
+        errors(&format!("{prefix}{text}{after}")),
+        errors(&format!("{prefix}{after}")),
     ) {
         (Some(with), Some(without)) => with <= without,
         _ => true,
@@ -317,7 +318,7 @@ pub fn stop_at_unit_end(text: &str, ctx: &Context) -> String {
     }
     // The document as it is: the prompt left the healed whitespace out.
     let prefix = format!("{}{}", ctx.input.prefix, ctx.input.heal);
-    let doc = format!("{prefix}{text}{}", ctx.input.suffix);
+    let doc = format!("{prefix}{text}{}", ctx.after_cursor());
     let Some(tree) = syntax::parse_str(lang, &doc) else {
         return text.to_string();
     };
@@ -466,8 +467,7 @@ pub fn drop_suffix_lines(text: &str, ctx: &Context) -> String {
         }
     };
     let after: Vec<String> = ctx
-        .input
-        .suffix
+        .after_cursor()
         .split('\n')
         .skip(1)
         .filter(|l| !l.trim().is_empty())
