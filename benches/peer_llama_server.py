@@ -166,6 +166,8 @@ def quality(port, path, n_predict, answers=None):
     print(f"llama-server /infill on {len(rows)} quality samples (n_predict {n_predict}, 128 for blocks; greedy)")
     print("| position | samples | exact llama-server | check half | empty | ms/req | " + " | ".join(f"{n} / llama-server" for n in names) + " |")
     print("|---|---|---|---|---|---|" + "---|" * len(names))
+    # With --answers the times are not this run's: no ms column.
+    ms_col = lambda sel: "—" if answers is not None else f"{sum(x['ms'] for x in sel) / len(sel):.0f}"
     for kind in ["line-start", "mid-line", "block"]:
         sel = [x for x in res if x["kind"] == kind]
         if not sel:
@@ -174,7 +176,7 @@ def quality(port, path, n_predict, answers=None):
         ratios = " | ".join(ratio_ci([x[n] for x in sel], [x["peer"] for x in sel]) for n in names)
         print(f"| {kind} | {len(sel)} | {pct_ci(sum(x['peer'] for x in sel), len(sel))} | "
               f"{pct_ci(sum(x['peer'] for x in chk), len(chk))} | {sum(x['empty'] for x in sel)} | "
-              f"{sum(x['ms'] for x in sel) / len(sel):.0f} | {ratios} |")
+              f"{ms_col(sel)} | {ratios} |")
     print("\n| language | exact llama-server (single-line) |\n|---|---|")
     for lang in sorted({x["lang"] for x in res}):
         sel = [x for x in res if x["lang"] == lang and x["kind"] != "block"]

@@ -65,14 +65,16 @@
 //! half; QUALITY_LOG=FILE appends each answer as it comes; QUALITY_DUMP=FILE; SLM_LS_MODEL picks another model for every
 //! row; QUALITY_ROWS= (empty) only measures the window's budget use, and
 //! with QUALITY_DUMP writes the samples for the peer; QUALITY_PARALLEL=1
-//! runs the rows' servers at once, best with QUALITY_THREADS=1).
+//! runs the rows' servers at once, best with QUALITY_THREADS=1 and
+//! SLM_LS_TAKE_TURNS=0 (else the servers take turns); QUALITY_RESUME=LOG
+//! scores the answers a cut-short run logged instead of asking again).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "scoring.rs"]
 mod scoring;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -664,7 +666,29 @@ fn run(row: &Row, samples: &[Sample]) -> Vec<Answer> {
             .open(p)
             .expect("QUALITY_LOG file")
     });
+    // QUALITY_RESUME=LOG: answers a cut-short run logged (QUALITY_LOG of
+    // the same seed and sizes) are scored again instead of asked again.
+    let resumed: HashMap<usize, (String, f64)> = std::env::var("QUALITY_RESUME")
+        .ok()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|log| {
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["row"] == row.name.as_str())
+                .filter_map(|v| {
+                    let i = v["i"].as_u64()? as usize;
+                    let got = v["got"].as_str()?.to_string();
+                    (samples.get(i)?.expected == v["expected"].as_str()?)
+                        .then(|| (i, (got, v["ms"].as_f64().unwrap_or(0.0))))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     for (i, smp) in samples.iter().enumerate() {
+        if let Some((got, ms)) = resumed.get(&i) {
+            out.push(score(smp, got.clone(), *ms, false));
+            continue;
+        }
         // Siblings: open the current sample's, close the previous ones.
         let want: Vec<String> = smp
             .siblings

@@ -22,6 +22,7 @@
 //! Run: `cargo bench --bench replay` (env: REPLAY_FILES=N files per
 //! language, REPLAY_INTERVAL_MS=typing interval, default 150;
 //! REPLAY_RUNS=editor,on,nospec,off,cancel picks the runs, default all;
+//! REPLAY_AUTOPAIR=1 types like an editor that closes brackets and quotes;
 //! REPLAY_THREADS=N sets model.threads; REPLAY_SETTINGS=JSON is merged into
 //! every run's settings; SLM_LS_MODEL picks another model; for the contention rows run it
 //! beside `benches/busy_core.sh`; with
@@ -205,6 +206,7 @@ fn run(
     }
     let mut s = TestServer::start(init);
     s.wait_ready();
+    let autopair = std::env::var("REPLAY_AUTOPAIR").is_ok_and(|v| v == "1");
     let mut r = Run::default();
     for (ci, case) in cases.iter().enumerate() {
         let uri = format!("file:///bench/{ci}/{}", case.name);
@@ -227,13 +229,30 @@ fn run(
         for ch in case.span.chars().take(max_keys) {
             let due = Instant::now() + interval.unwrap_or(Duration::from_secs(3600));
             let (l, c) = position(&text, cursor);
-            s.change(&uri, version, json!([{ "range": { "start": { "line": l, "character": c }, "end": { "line": l, "character": c } }, "text": ch.to_string() }]));
-            version += 1;
-            text = {
-                let mut chars: Vec<char> = text.chars().collect();
-                chars.insert(cursor, ch);
-                chars.into_iter().collect()
+            // REPLAY_AUTOPAIR=1: an editor that closes brackets and quotes
+            // (VS Code's default): an opener inserts its pair, typing the
+            // closer that follows the cursor steps over it.
+            let after_word = cursor > 0
+                && text
+                    .chars()
+                    .nth(cursor - 1)
+                    .is_some_and(|p| p.is_alphanumeric());
+            let pair = pair_of(ch).filter(|_| !(after_word && "\"'".contains(ch)));
+            let typed = match autopair.then(|| (text.chars().nth(cursor), pair)) {
+                Some((Some(next), _)) if next == ch && ")]}\"'".contains(ch) => String::new(),
+                Some((_, Some(close))) => format!("{ch}{close}"),
+                _ => ch.to_string(),
             };
+            if !typed.is_empty() {
+                s.change(&uri, version, json!([{ "range": { "start": { "line": l, "character": c }, "end": { "line": l, "character": c } }, "text": typed }]));
+                version += 1;
+                text = {
+                    let mut chars: Vec<char> = text.chars().collect();
+                    let at = cursor;
+                    chars.splice(at..at, typed.chars());
+                    chars.into_iter().collect()
+                };
+            }
             cursor += 1;
             if let Some((old, _, _)) = inflight.take() {
                 // The editor cancels the stale request; its answer (an error) is drained below.
@@ -469,5 +488,17 @@ fn main() {
     if wanted("cancel") {
         let c = cancel_latency(&cases[0], 5);
         println!("cancel during a cold prefill -> engine free again: p50 {:.0} ms, max {:.0} ms (prefill chunk = model.batchSize tokens)", pct(&c, 0.5), pct(&c, 1.0));
+    }
+}
+
+/// The closer an editor inserts after `open` (REPLAY_AUTOPAIR).
+fn pair_of(open: char) -> Option<char> {
+    match open {
+        '(' => Some(')'),
+        '[' => Some(']'),
+        '{' => Some('}'),
+        '"' => Some('"'),
+        '\'' => Some('\''),
+        _ => None,
     }
 }

@@ -15,6 +15,13 @@ step_done() { local now; now=$(date +%s); echo "    ($1: $((now - t)) s)"; t=$no
 tests/fetch-vocabs.sh
 step_done "vocabularies"
 
+# The tests expect the manifest's default model, whatever this machine would
+# choose (a larger model fetched and measured here becomes the server's
+# default: server/src/machine.rs). SLM_LS_MODEL set by the caller wins.
+cargo build --release --locked --quiet
+SLM_LS_MODEL="${SLM_LS_MODEL:-$(target/release/slm-ls models path --default)}"
+export SLM_LS_MODEL
+
 # Release profile: the same llama.cpp build as ./setup.sh (it is built once).
 echo "==> cargo test (release)"
 # Test binaries run two tests at a time, each with its own server: one

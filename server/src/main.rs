@@ -20,7 +20,8 @@ USAGE:
     slm-ls models list                list known models
     slm-ls models fetch [NAME]        download a model (default: the default model)
     slm-ls models measure [NAME]      measure installed models' speed here (picks the default)
-    slm-ls models path                print the model path the server would use
+    slm-ls models path [--default]    print the model path the server would use
+                                      (--default: the manifest's default model)
     slm-ls --version | --help
 
 ENVIRONMENT:
@@ -313,6 +314,17 @@ fn cmd_models(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
                     machine::KEYSTROKE_BUDGET_MS
                 );
             }
+            Ok(())
+        }
+        // `--default`: the manifest's default, whatever this machine would
+        // choose (tests pin it).
+        Some("path") if args.has("--default") => {
+            println!(
+                "{}",
+                models::model_dir()
+                    .join(&manifest.default_model().file)
+                    .display()
+            );
             Ok(())
         }
         Some("path") => {
