@@ -194,6 +194,29 @@ struct Engine<'m> {
     last_slot: Option<usize>,
 }
 
+/// Put `tokens[span]` into `batch` (cleared first) at their positions in
+/// sequence `seq`, asking logits only for the last token of `tokens`: one
+/// prefill chunk, of the main model or the draft model.
+pub(super) fn fill_batch(
+    batch: &mut LlamaBatch,
+    tokens: &[i32],
+    span: std::ops::Range<usize>,
+    seq: i32,
+) -> Result<(), String> {
+    batch.clear();
+    for pos in span {
+        batch
+            .add(
+                LlamaToken(tokens[pos]),
+                pos as i32,
+                &[seq],
+                pos + 1 == tokens.len(),
+            )
+            .map_err(|e| format!("batch: {e}"))?;
+    }
+    Ok(())
+}
+
 /// [`Engine::is_stop_token`], for borrowing the engine's parts apart.
 fn stops(model: &LlamaModel, format_ids: &[i32], t: LlamaToken) -> bool {
     let v = model.vocab();
@@ -310,7 +333,11 @@ pub(crate) fn run(
         }
     };
     let draft_model = load_draft(backend, &settings, &model);
-    let drafter = match &draft_model {
+    // The drafter, and what `slm-ls/stats` says of it: its model's name,
+    // or why there is none.
+    let (drafter, draft_info) = match &draft_model {
+        None => (None, None),
+        Some(Err(e)) => (None, Some(Err(e.clone()))),
         Some(Ok(m)) => match Drafter::new(
             backend,
             m,
@@ -320,21 +347,16 @@ pub(crate) fn run(
             settings.threads,
             settings.draft_max as usize,
         ) {
-            Ok(d) => Some(Ok(d)),
+            Ok(d) => (
+                Some(d),
+                Some(Ok(m.meta_val_str("general.name").unwrap_or_default())),
+            ),
             Err(e) => {
                 tracing::warn!("{e}; completing without a draft model");
-                Some(Err(e))
+                (None, Some(Err(e)))
             }
         },
-        Some(Err(e)) => Some(Err(e.clone())),
-        None => None,
     };
-    let draft_info = drafter.as_ref().map(|d| match (d, &draft_model) {
-        (Ok(_), Some(Ok(m))) => Ok(m.meta_val_str("general.name").unwrap_or_default()),
-        (Err(e), _) => Err(e.clone()),
-        _ => Err("not loaded".into()),
-    });
-    let drafter = drafter.and_then(Result::ok);
     let model_name = model.meta_val_str("general.name").unwrap_or_else(|_| {
         settings
             .model_path
@@ -632,13 +654,7 @@ impl Engine<'_> {
                 return Ok(Ran::Preempted);
             }
             let end = (n_past + chunk).min(prompt.len());
-            self.batch.clear();
-            for (i, &t) in prompt[n_past..end].iter().enumerate() {
-                let pos = n_past + i;
-                self.batch
-                    .add(LlamaToken(t), pos as i32, &[seq], pos + 1 == prompt.len())
-                    .map_err(|e| format!("batch: {e}"))?;
-            }
+            fill_batch(&mut self.batch, &prompt, n_past..end, seq)?;
             let turn = self.turns.as_ref().map(|t| t.take());
             let decoded = self.ctx.decode(&mut self.batch);
             drop(turn);

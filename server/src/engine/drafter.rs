@@ -152,13 +152,7 @@ impl<'m> Drafter<'m> {
             }
             let from = self.tokens[slot].len();
             let to = (from + self.chunk).min(want.len());
-            self.batch.clear();
-            for (i, &t) in want[from..to].iter().enumerate() {
-                let pos = from + i;
-                self.batch
-                    .add(LlamaToken(t), pos as i32, &[seq], pos + 1 == want.len())
-                    .map_err(|e| format!("draft batch: {e}"))?;
-            }
+            super::actor::fill_batch(&mut self.batch, want, from..to, seq)?;
             self.decode(slot, turns)?;
             self.tokens[slot].extend_from_slice(&want[from..to]);
         }

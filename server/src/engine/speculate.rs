@@ -1,8 +1,9 @@
 //! Prompt-lookup drafting for speculative decoding.
 //!
 //! Code repeats itself, and a user retyping (or accepting) a suggestion
-//! repeats what the model produced a keystroke ago. So instead of a draft
-//! model we look up the last few generated tokens in text we already have —
+//! repeats what the model produced a keystroke ago. So before asking a
+//! draft model (`drafter.rs`, when one is set) we look up the last few
+//! generated tokens in text we already have —
 //! the KV slot's previous contents (the old prompt *and* the old
 //! suggestion) and the current prompt — and propose the tokens that
 //! followed there. The actor verifies the whole draft with one batched
