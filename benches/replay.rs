@@ -21,7 +21,9 @@
 //!
 //! Run: `cargo bench --bench replay` (env: REPLAY_FILES=N files per
 //! language, REPLAY_INTERVAL_MS=typing interval, default 150;
-//! REPLAY_RUNS=editor,on,nospec,off,cancel picks the runs, default all;
+//! REPLAY_RUNS=editor,on,nospec,off,cancel,indexing picks the runs, default
+//! all but `indexing` (issue 19: "on" while the workspace index re-reads a
+//! generated tree of REPLAY_INDEX_FILES files, default 10,000);
 //! REPLAY_AUTOPAIR=1 types like an editor that closes brackets and quotes;
 //! REPLAY_THREADS=N sets model.threads; REPLAY_SETTINGS=JSON is merged into
 //! every run's settings; SLM_LS_MODEL picks another model; for the contention rows run it
@@ -150,7 +152,14 @@ struct Run {
     /// the engine's `completion` log lines; needs
     /// `SLM_TEST_LOG=warn,slm_ls::engine::actor=info`).
     evaluated: Vec<f64>,
+    /// Times the whole tree was sent as changed (the `indexing` run).
+    reindexed: usize,
 }
+
+/// How often the `indexing` run tells the index that every file of its
+/// tree changed: about the time one pass over 10,000 files takes on
+/// 2 cores, so the index thread is never idle for long.
+const REINDEX_EVERY: Duration = Duration::from_secs(4);
 
 /// The `evaluated=N` of the engine's completion log lines, in order.
 fn evaluated_counts(log: &str) -> Vec<f64> {
@@ -186,6 +195,7 @@ fn run(
     draft: u32,
     interval: Option<Duration>,
     max_keys: usize,
+    index: Option<&[PathBuf]>,
 ) -> Run {
     // REPLAY_THREADS: model.threads (0 = the default, all cores).
     let threads: u32 = std::env::var("REPLAY_THREADS")
@@ -204,7 +214,27 @@ fn run(
         let extra = serde_json::from_str(&extra).expect("REPLAY_SETTINGS is JSON");
         common::merge_json(&mut init, &extra);
     }
-    let mut s = TestServer::start(init);
+    // `index`: the files of a generated project tree, the workspace root
+    // (issue 19's "replay while indexing"): the index builds it at start
+    // and is told every file changed every REINDEX_EVERY, so it re-reads
+    // and re-parses the whole tree for the whole replay.
+    let mut s = match index {
+        None => TestServer::start(init),
+        Some(files) => {
+            common::merge_json(&mut init, &json!({ "context": { "workspace": true } }));
+            let mut s = TestServer::spawn(&[], &[]);
+            let root = files[0]
+                .ancestors()
+                .nth(3)
+                .expect("d*/e*/f* under the root");
+            s.initialize_at(&format!("file://{}", root.display()), init, json!({}));
+            s
+        }
+    };
+    let changed: Option<serde_json::Value> = index.map(|files| {
+        json!({ "changes": files.iter().map(|f| json!({ "uri": format!("file://{}", f.display()), "type": 2 })).collect::<Vec<_>>() })
+    });
+    let mut reindexed = Instant::now();
     s.wait_ready();
     let autopair = std::env::var("REPLAY_AUTOPAIR").is_ok_and(|v| v == "1");
     let mut r = Run::default();
@@ -227,6 +257,13 @@ fn run(
         let mut inflight: Option<(i64, Instant, String)> = None;
         let mut first_seen: HashMap<String, f64> = HashMap::new();
         for ch in case.span.chars().take(max_keys) {
+            if let Some(changed) = &changed {
+                if reindexed.elapsed() >= REINDEX_EVERY {
+                    s.notify("workspace/didChangeWatchedFiles", changed.clone());
+                    r.reindexed += 1;
+                    reindexed = Instant::now();
+                }
+            }
             let due = Instant::now() + interval.unwrap_or(Duration::from_secs(3600));
             let (l, c) = position(&text, cursor);
             // REPLAY_AUTOPAIR=1: an editor that closes brackets and quotes
@@ -418,8 +455,27 @@ fn main() {
         ("off", false, false, 8, None, off_keys),
     ] {
         if wanted(name) {
-            results.push((name, run(&cases, reuse, typed_ahead, draft, every, keys)));
+            results.push((
+                name,
+                run(&cases, reuse, typed_ahead, draft, every, keys, None),
+            ));
         }
+    }
+    // `indexing`: "on" while the workspace index reads a generated tree of
+    // REPLAY_INDEX_FILES files (default 10,000) over and over.
+    if wanted("indexing") {
+        let n = std::env::var("REPLAY_INDEX_FILES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let scratch = common::Scratch::new("replay-index");
+        let files = common::synthetic_tree(&scratch, n);
+        let r = run(&cases, true, false, 8, None, usize::MAX, Some(&files));
+        println!(
+            "indexing: a tree of {n} files, sent as changed {} times during the run",
+            r.reindexed
+        );
+        results.push(("indexing", r));
     }
     let get = |name: &str| results.iter().find(|(n, _)| *n == name).map(|(_, r)| r);
     let row = |name: &str, r: &Run| {
@@ -475,6 +531,14 @@ fn main() {
             println!(
                 "warm p50 reuse off / on: {:.1}x",
                 pct(&off.warm_full_ms, 0.5) / pct(&on.warm_full_ms, 0.5)
+            );
+        }
+        if let Some(ix) = get("indexing") {
+            println!(
+                "while indexing / without (issue 19, target within 10%): warm p50 {:.2}x, p95 {:.2}x, 1st text p50 {:.2}x",
+                pct(&ix.warm_full_ms, 0.5) / pct(&on.warm_full_ms, 0.5),
+                pct(&ix.warm_full_ms, 0.95) / pct(&on.warm_full_ms, 0.95),
+                pct(&ix.warm_first_ms, 0.5) / pct(&on.warm_first_ms, 0.5)
             );
         }
         if let Some(no_spec) = get("nospec") {

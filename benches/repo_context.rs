@@ -27,7 +27,8 @@
 //!
 //! Env: REPO_HOLES (per project, default 25), REPO_PROJECTS (comma list of
 //! names), REPO_ROWS (comma list, default all three), REPO_THREADS (model
-//! threads, default 0 = all), REPO_DUMP.
+//! threads, default 0 = all), REPO_DUMP, REPO_SETTINGS (JSON merged into
+//! every row's settings), REPO_VERBOSE (each answer).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -330,16 +331,22 @@ fn run_row(p: &Project, holes: &[&Hole], row: &str, threads: u32) -> (Vec<String
         _ => json!({ "naive": true, "workspace": false }),
     };
     let root = format!("file://{}", p.root.display());
+    let mut settings = json!({
+        "model": { "threads": threads },
+        "completion": { "typedAhead": false, "maxTimeMs": 60000 },
+        "context": ctx,
+    });
+    // REPO_SETTINGS='{"context":{"extraTokens":384}}': merged into every
+    // row's settings (the rows' own `context` switches stay as they are).
+    if let Ok(extra) = std::env::var("REPO_SETTINGS") {
+        common::merge_json(
+            &mut settings,
+            &serde_json::from_str(&extra).expect("REPO_SETTINGS is JSON"),
+        );
+        common::merge_json(&mut settings, &json!({ "context": ctx }));
+    }
     let mut s = TestServer::spawn(&[], &[]);
-    s.initialize_at(
-        &root,
-        json!({
-            "model": { "threads": threads },
-            "completion": { "typedAhead": false, "maxTimeMs": 60000 },
-            "context": ctx,
-        }),
-        json!({}),
-    );
+    s.initialize_at(&root, settings, json!({}));
     let ix = if row == "workspace" {
         wait_indexed(&mut s)
     } else {
@@ -382,20 +389,7 @@ fn run_row(p: &Project, holes: &[&Hole], row: &str, threads: u32) -> (Vec<String
 /// only loaded after).
 fn synthetic(n: usize) {
     let scratch = Scratch::new("repo-synth");
-    for i in 0..n {
-        let (ext, body) = match i % 4 {
-            0 => ("py", format!("import os\n\nLIMIT_{i} = {i}\n\ndef helper_{i}(path, flag=False):\n    \"\"\"Helper number {i}.\"\"\"\n    return os.path.join(path, str(flag))\n\nclass Thing{i}:\n    def run(self, x):\n        return helper_{i}(x)\n")),
-            1 => ("rs", format!("/// Helper number {i}.\npub fn helper_{i}(x: u32) -> u32 {{\n    x + {i}\n}}\n\npub struct Thing{i} {{\n    pub a: u32,\n}}\n\nimpl Thing{i} {{\n    pub fn run(&self) -> u32 {{ helper_{i}(self.a) }}\n}}\n")),
-            2 => ("go", format!("package p{d}\n\n// Helper{i} is number {i}.\nfunc Helper{i}(x int) int {{\n\treturn x + {i}\n}}\n\ntype Thing{i} struct {{\n\tA int\n}}\n", d = i / 100)),
-            _ => ("js", format!("// Helper number {i}.\nexport function helper{i}(a, b) {{\n  return a + b + {i};\n}}\n\nexport class Thing{i} {{\n  run(x) {{ return helper{i}(x, 1); }}\n}}\n")),
-        };
-        let dir = scratch.join(format!("d{}/e{}", i / 1000, (i / 100) % 10));
-        std::fs::create_dir_all(&dir).unwrap();
-        let filler: String = (0..20)
-            .map(|k| format!("// line {k} of filler text for file {i}\n"))
-            .collect();
-        std::fs::write(dir.join(format!("f{i}.{ext}")), format!("{filler}{body}")).unwrap();
-    }
+    common::synthetic_tree(&scratch, n);
     let rss = |pid: u32| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()

@@ -20,8 +20,10 @@ USAGE:
     slm-ls models list                list known models
     slm-ls models fetch [NAME]        download a model (default: the default model)
     slm-ls models measure [NAME]      measure installed models' speed here (picks the default)
-    slm-ls models path [--default]    print the model path the server would use
-                                      (--default: the manifest's default model)
+    slm-ls models path [NAME|--default]
+                                      print the model path the server would use
+                                      (NAME: that model's; --default: the
+                                      manifest's default model)
     slm-ls --version | --help
 
 ENVIRONMENT:
@@ -327,8 +329,18 @@ fn cmd_models(args: &Args, model: Option<PathBuf>) -> Result<(), String> {
             );
             Ok(())
         }
+        // `path NAME`: where that model lives (fetched or not), so scripts
+        // can pin one; an unknown name is an error, never another model.
         Some("path") => {
-            println!("{}", models::resolve_model_path(model.as_deref()).display());
+            match args.words.get(2) {
+                Some(name) => {
+                    let entry = manifest
+                        .find(name)
+                        .ok_or_else(|| format!("unknown model {name:?}"))?;
+                    println!("{}", models::model_dir().join(&entry.file).display());
+                }
+                None => println!("{}", models::resolve_model_path(model.as_deref()).display()),
+            }
             Ok(())
         }
         Some(other) => Err(format!(

@@ -78,6 +78,31 @@ impl Drop for Scratch {
     }
 }
 
+/// A generated project tree of `n` small files (Python, Rust, Go and
+/// JavaScript in turn, 1,000 to a folder), each with a doc comment, a
+/// function, a type and 20 filler lines: what the workspace index's size
+/// and speed figures (issue 19) are measured on. Returns the files' paths.
+pub fn synthetic_tree(root: &std::path::Path, n: usize) -> Vec<PathBuf> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let (ext, body) = match i % 4 {
+            0 => ("py", format!("import os\n\nLIMIT_{i} = {i}\n\ndef helper_{i}(path, flag=False):\n    \"\"\"Helper number {i}.\"\"\"\n    return os.path.join(path, str(flag))\n\nclass Thing{i}:\n    def run(self, x):\n        return helper_{i}(x)\n")),
+            1 => ("rs", format!("/// Helper number {i}.\npub fn helper_{i}(x: u32) -> u32 {{\n    x + {i}\n}}\n\npub struct Thing{i} {{\n    pub a: u32,\n}}\n\nimpl Thing{i} {{\n    pub fn run(&self) -> u32 {{ helper_{i}(self.a) }}\n}}\n")),
+            2 => ("go", format!("package p{d}\n\n// Helper{i} is number {i}.\nfunc Helper{i}(x int) int {{\n\treturn x + {i}\n}}\n\ntype Thing{i} struct {{\n\tA int\n}}\n", d = i / 100)),
+            _ => ("js", format!("// Helper number {i}.\nexport function helper{i}(a, b) {{\n  return a + b + {i};\n}}\n\nexport class Thing{i} {{\n  run(x) {{ return helper{i}(x, 1); }}\n}}\n")),
+        };
+        let dir = root.join(format!("d{}/e{}", i / 1000, (i / 100) % 10));
+        std::fs::create_dir_all(&dir).unwrap();
+        let filler: String = (0..20)
+            .map(|k| format!("// line {k} of filler text for file {i}\n"))
+            .collect();
+        let path = dir.join(format!("f{i}.{ext}"));
+        std::fs::write(&path, format!("{filler}{body}")).unwrap();
+        out.push(path);
+    }
+    out
+}
+
 // --- real code not written here (the benchmarks' and tests' corpora) ---
 
 /// The Python standard library of the `python3` on this machine.
