@@ -1,6 +1,10 @@
 //! Repository-level bench (issue 19): holes at lines that call a name
 //! defined in another file of the same project, the cursor right before
-//! the name, the rest of the line the answer.
+//! the name, the rest of the line the answer. The call names a function,
+//! type or constant defined at the top level of another file (bare,
+//! `module.name`, `module::name`, `pkg.Name`), which the hole's file does
+//! not define; calls of methods on objects (`self.items.append(…)`) are
+//! not holes, whatever names the project's classes share.
 //!
 //! Projects are real code not written here, copied into a scratch folder
 //! (the workspace root): Python standard-library packages (`email`,
@@ -28,7 +32,8 @@
 //! Env: REPO_HOLES (per project, default 25), REPO_PROJECTS (comma list of
 //! names), REPO_ROWS (comma list, default all three), REPO_THREADS (model
 //! threads, default 0 = all), REPO_DUMP, REPO_SETTINGS (JSON merged into
-//! every row's settings), REPO_VERBOSE (each answer).
+//! every row's settings), REPO_VERBOSE (each answer), REPO_LIST=1 (the
+//! holes only).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -43,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use common::{Scratch, TestServer};
 use serde_json::{json, Value};
-use slm_ls::index::outline;
+use slm_ls::index::{imports, outline};
 use slm_ls::syntax::{parse_str, Lang};
 
 struct Project {
@@ -176,21 +181,83 @@ fn hash(s: &str) -> u64 {
     })
 }
 
-/// The called name of a call node, and where it starts.
-fn callee(node: tree_sitter::Node<'_>) -> Option<tree_sitter::Node<'_>> {
+/// Names a file imports: from the project's own modules (`project`:
+/// aliases and imported names) and from elsewhere (`outside`: the standard
+/// library, dependencies).
+#[derive(Default)]
+struct Imported {
+    project: std::collections::HashSet<String>,
+    outside: std::collections::HashSet<String>,
+}
+
+impl Imported {
+    fn of(p: &Project, rope: &ropey::Rope, tree: &tree_sitter::Tree) -> Imported {
+        // The package a Python project is (`py-email` is `email`).
+        let package = p.name.strip_prefix("py-").unwrap_or("");
+        let ours = |m: &str| match p.lang {
+            Lang::Python => m.starts_with('.') || m.split('.').next() == Some(package),
+            Lang::Rust => ["crate", "self", "super"].contains(&m.split("::").next().unwrap_or("")),
+            Lang::JavaScript => m.starts_with('.'),
+            _ => false,
+        };
+        let mut out = Imported::default();
+        for imp in imports::imports(p.lang, rope, tree) {
+            let set = if ours(&imp.module) {
+                &mut out.project
+            } else {
+                &mut out.outside
+            };
+            set.extend(imp.alias.into_iter().chain(imp.names));
+        }
+        out
+    }
+}
+
+/// The called name of a call node, when the call names a function or type
+/// of a module of the project rather than a method of some object:
+/// - a bare name (`helper(…)`) not imported from outside the project;
+/// - a name qualified by a project module the file imports
+///   (`util.helper(…)`, `util::helper(…)`, `pkg.Helper(…)`), or in Rust a
+///   path from `crate`/`self`/`super` or through a project type
+///   (`Hir::literal(…)`; `top` is the project's top-level names).
+///
+/// `self._cur.append(…)`, `s.encode(…)`, `String::from(…)` and
+/// `Poll::Ready(…)` are not such calls, whatever names the project shares.
+fn callee<'t>(
+    node: tree_sitter::Node<'t>,
+    text: &str,
+    imported: &Imported,
+    top: &HashMap<String, Vec<usize>>,
+) -> Option<tree_sitter::Node<'t>> {
     let f = node.child_by_field_name("function")?;
+    let bare = |n: tree_sitter::Node<'t>| (!imported.outside.contains(&text[n.byte_range()])).then_some(n);
+    let qualified_by_name = |object: &str, name: &str| {
+        let o = f.child_by_field_name(object)?;
+        let by_module = matches!(o.kind(), "identifier" | "package_identifier")
+            && imported.project.contains(&text[o.byte_range()]);
+        by_module.then_some(())?;
+        f.child_by_field_name(name)
+    };
     match f.kind() {
-        "identifier" => Some(f),
-        "attribute" => f.child_by_field_name("attribute"),
-        "field_expression" => f.child_by_field_name("field"),
-        "scoped_identifier" => f.child_by_field_name("name"),
-        "member_expression" => f.child_by_field_name("property"),
-        "selector_expression" => f.child_by_field_name("field"),
-        "generic_function" => f.child_by_field_name("function").and_then(|g| {
-            g.child_by_field_name("name")
-                .or_else(|| g.child_by_field_name("field"))
-                .or(Some(g))
-        }),
+        "identifier" => bare(f),
+        "attribute" => qualified_by_name("object", "attribute"),
+        "field_expression" => None,
+        "scoped_identifier" => {
+            let path = f.child_by_field_name("path")?;
+            let first = text[path.byte_range()].split("::").next().unwrap_or("");
+            let ours = ["crate", "self", "super"].contains(&first)
+                || imported.project.contains(first)
+                || (top.contains_key(first) && !imported.outside.contains(first));
+            ours.then_some(())?;
+            f.child_by_field_name("name")
+        }
+        "member_expression" => qualified_by_name("object", "property"),
+        "selector_expression" => qualified_by_name("operand", "field"),
+        "generic_function" => f
+            .child_by_field_name("function")
+            .and_then(|g| g.child_by_field_name("name").or(Some(g)))
+            .filter(|g| g.kind() == "identifier")
+            .and_then(bare),
         _ => None,
     }
 }
@@ -206,13 +273,23 @@ fn holes(projects: &[Project], per_project: usize) -> Vec<Hole> {
                 Some((rel, std::fs::read_to_string(f).ok()?))
             })
             .collect();
-        // Name → files defining it (the project's outlines).
+        // Name → files defining it (the project's outlines): `defined` at
+        // any depth, `top` at the top level (functions, types, constants
+        // of a module: what a call from another file can name; a method is
+        // reached through an object, whose type the bench cannot know).
         let mut defined: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut top: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, (_, t)) in texts.iter().enumerate() {
             for d in outline::outline(p.lang, t) {
-                let v = defined.entry(d.name.to_string()).or_default();
-                if !v.contains(&i) {
-                    v.push(i);
+                let note = |m: &mut HashMap<String, Vec<usize>>| {
+                    let v = m.entry(d.name.to_string()).or_default();
+                    if !v.contains(&i) {
+                        v.push(i);
+                    }
+                };
+                note(&mut defined);
+                if d.container.is_none() {
+                    note(&mut top);
                 }
             }
         }
@@ -221,6 +298,8 @@ fn holes(projects: &[Project], per_project: usize) -> Vec<Hole> {
             let Some(tree) = parse_str(p.lang, text) else {
                 continue;
             };
+            let rope = ropey::Rope::from_str(text);
+            let imported = Imported::of(p, &rope, &tree);
             let mut stack = vec![tree.root_node()];
             let mut per_file = Vec::new();
             while let Some(n) = stack.pop() {
@@ -229,12 +308,15 @@ fn holes(projects: &[Project], per_project: usize) -> Vec<Hole> {
                 if !matches!(n.kind(), "call" | "call_expression") {
                     continue;
                 }
-                let Some(name_node) = callee(n) else { continue };
-                let name = &text[name_node.byte_range()];
-                let Some(files) = defined.get(name) else {
+                let Some(name_node) = callee(n, text, &imported, &top) else {
                     continue;
                 };
-                if files.contains(&i) || name.len() < 4 {
+                let name = &text[name_node.byte_range()];
+                let Some(files) = top.get(name) else {
+                    continue;
+                };
+                let here = defined.get(name).is_some_and(|f| f.contains(&i));
+                if files.contains(&i) || here || name.len() < 4 {
                     continue;
                 }
                 let start = name_node.start_byte();
@@ -457,6 +539,17 @@ fn main() {
         holes.iter().filter(|h| h.held_out).count(),
         rows.join(", ")
     );
+    // REPO_LIST=1: the holes per project and nothing else (no model).
+    if std::env::var("REPO_LIST").is_ok_and(|v| v == "1") {
+        for (pi, p) in projects.iter().enumerate() {
+            let hs: Vec<&Hole> = holes.iter().filter(|h| h.project == pi).collect();
+            println!("{}: {} holes", p.name, hs.len());
+            for h in hs {
+                println!("  {}:{} {:?}", h.rel, h.line + 1, h.expected);
+            }
+        }
+        return;
+    }
     let mut answers: HashMap<(String, usize), String> = HashMap::new();
     for (pi, p) in projects.iter().enumerate() {
         let hs: Vec<(usize, &Hole)> = holes

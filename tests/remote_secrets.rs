@@ -532,9 +532,15 @@ fn explain_sends_no_sample_to_the_provider() {
 
 /// The first `n` lines of `ext` files under `roots`, in path order, as
 /// chunks of about 200 lines (what one explain would send).
-fn corpus(roots: &[PathBuf], ext: &str, n: usize) -> Vec<String> {
+/// `n` lines of `.{ext}` under `roots` in chunks of 200 (all there are
+/// when `wide`: then fewer than `n` is no error).
+fn corpus(roots: &[PathBuf], ext: &str, n: usize, wide: bool) -> Vec<String> {
     let (mut chunks, mut cur, mut count) = (Vec::new(), String::new(), 0);
-    'files: for p in common::source_files(roots, ext) {
+    // Test suites hold made-up keys and encoded vectors on purpose.
+    let files = common::source_files(roots, ext).into_iter().filter(|p| {
+        !wide || !p.components().any(|c| matches!(c.as_os_str().to_str(), Some("test" | "tests" | "testdata" | "benches")))
+    });
+    'files: for p in files {
         let Ok(text) = std::fs::read_to_string(&p) else {
             continue;
         };
@@ -551,14 +557,19 @@ fn corpus(roots: &[PathBuf], ext: &str, n: usize) -> Vec<String> {
         }
     }
     chunks.push(cur);
-    assert!(count == n, "only {count} lines of .{ext} found");
+    assert!(wide || count == n, "only {count} lines of .{ext} found");
     chunks
 }
 
 #[test]
 fn real_code_is_left_alone() {
+    // SLM_LS_SECRETS_WIDE=1: the `src` of every crate in the cargo
+    // registry (but `windows-sys`: generated bindings) and the whole Python
+    // standard library, test suites left out, counted and listed, not
+    // asserted (the wider check quoted in docs/remote.md).
+    let wide = std::env::var("SLM_LS_SECRETS_WIDE").is_ok_and(|v| v == "1");
     const LINES: usize = 20_000;
-    let rust: Vec<PathBuf> = common::registry_crates(&[
+    let mut rust: Vec<PathBuf> = common::registry_crates(&[
         "tokio",
         "serde_json",
         "regex-syntax",
@@ -571,8 +582,21 @@ fn real_code_is_left_alone() {
     .into_iter()
     .map(|c| c.join("src"))
     .collect();
+    if wide {
+        // Every unpacked crate: the folder that holds tokio's holds them all.
+        let registry = common::registry_crates(&["tokio"]);
+        let all = registry.first().and_then(|c| c.parent()).and_then(|r| std::fs::read_dir(r).ok());
+        rust = all
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("src"))
+            .filter(|p| !p.to_string_lossy().contains("windows-sys"))
+            .collect();
+        rust.sort();
+    }
     let std = common::stdlib_dir();
-    let python: Vec<PathBuf> = [
+    let mut python: Vec<PathBuf> = [
         "json",
         "email",
         "http",
@@ -587,10 +611,15 @@ fn real_code_is_left_alone() {
     .iter()
     .map(|m| std.join(m))
     .collect();
+    if wide {
+        python = vec![std];
+    }
     let mut worst = 0.0f64;
     for (lang, ext, roots) in [("rust", "rs", rust), ("python", "py", python)] {
         let mut false_redactions = Vec::new();
-        for chunk in corpus(&roots, ext, LINES) {
+        let chunks = corpus(&roots, ext, if wide { usize::MAX } else { LINES }, wide);
+        let lines: usize = chunks.iter().map(|c| c.lines().count()).sum();
+        for chunk in chunks {
             let out = redact(&chunk, lang);
             if out.total() > 0 {
                 for (a, b) in chunk.lines().zip(out.text.lines()) {
@@ -600,15 +629,15 @@ fn real_code_is_left_alone() {
                 }
             }
         }
-        let per_10k = false_redactions.len() as f64 * 10_000.0 / LINES as f64;
+        let per_10k = false_redactions.len() as f64 * 10_000.0 / lines as f64;
         worst = worst.max(per_10k);
         eprintln!(
-            "{lang}: {} false redactions in {LINES} lines ({per_10k:.2} per 10,000)",
+            "{lang}: {} false redactions in {lines} lines ({per_10k:.2} per 10,000)",
             false_redactions.len()
         );
         for l in &false_redactions {
             eprintln!("  {l}");
         }
     }
-    assert!(worst <= 1.0, "more than 1 false redaction per 10,000 lines");
+    assert!(wide || worst <= 1.0, "more than 1 false redaction per 10,000 lines");
 }

@@ -399,10 +399,16 @@ pub fn build_with(
 /// `enabled` is `context.heal` (off: the prompt ends exactly at the
 /// cursor, as the plain-FIM floor does). A `:` is healed only where `::`
 /// paths exist (`paths`: Rust, C++): after a Python header the model, made
-/// to start with `:`, picked `://` and wrote a `//` comment.
+/// to start with `:`, picked `://` and wrote a `//` comment. After `::`
+/// both colons are left out, the token the model writes paths with.
 fn heal(prefix: &str, line_prefix: &str, enabled: bool, paths: bool) -> String {
     if !enabled {
         return String::new();
+    }
+    // A path's `::` is one token: leaving out one colon made the model
+    // write `::` after the other (`Ast:::Group`, then `:Group` inserted).
+    if paths && prefix.ends_with("::") && line_prefix.ends_with("::") {
+        return "::".to_string();
     }
     match prefix.chars().next_back() {
         Some(c @ (' ' | '\t' | '!' | '(' | '.' | '[' | ':' | '_'))

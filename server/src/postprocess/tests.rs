@@ -86,6 +86,17 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
         "!(1, f(2))",
         "(1, f(2))",
     );
+    // A path's `::` is left out whole: the model writes it as one token.
+    let ctx = fixture("a.rs", "fn t() {\n    let k = Kind::$0\n}\n");
+    assert_eq!(ctx.input.heal, "::");
+    assert!(ctx.input.prefix.ends_with("let k = Kind"));
+    check(
+        unheal,
+        "a.rs",
+        "fn t() {\n    let k = Kind::$0\n}\n",
+        "::Group(x)",
+        "Group(x)",
+    );
     assert_eq!(fixture("a.py", "x = y$0\n").input.heal, "");
     check(
         unheal,

@@ -72,6 +72,12 @@ pub struct Rule {
     /// provider's name, an assignment and a value whose value format fixes
     /// more than a character class and a length (see [`value_format`]).
     pub value: Option<ValueFormat>,
+    /// The value of a rule written as a provider's name, an assignment and
+    /// a value, on its own, in full (`^(?:[a-z0-9]{16})$` for LinkedIn's
+    /// client secret), whatever its format: what a literal must be to be
+    /// this rule's value when the provider is named near it but not before
+    /// it (see [`semi_generic_value`]).
+    pub named_value: Option<Regex>,
 }
 
 /// What a semi-generic rule's value looks like without the name before
@@ -235,19 +241,8 @@ pub fn parse_hir(pattern: &str) -> Option<Hir> {
 /// before it (`CONFIG_7 = "c064c74d:d6b44ccb"`); one of `[a-z0-9]{32}`
 /// could be anything, and is left to redaction's randomness test alone.
 pub fn value_format(pattern: &str) -> Option<ValueFormat> {
-    if !(pattern.contains(SEMI_GENERIC_NAME) && pattern.contains(SEMI_GENERIC_ASSIGN)) {
-        return None;
-    }
-    let hir = parse_hir(pattern)?;
-    // Not the first group, gitleaks' secret: in `sonar-api-token` that is
-    // a word of the name (`(login|token)`).
-    let HirKind::Concat(parts) = hir.kind() else {
-        return None;
-    };
-    let value = parts
-        .iter()
-        .rev()
-        .find(|p| matches!(p.kind(), HirKind::Capture(_)))?;
+    let value = semi_generic_value_hir(pattern)?;
+    let value = &value;
     if !fixes_something(value) {
         return None;
     }
@@ -259,6 +254,34 @@ pub fn value_format(pattern: &str) -> Option<ValueFormat> {
         bits: fixed_bits(value),
         pattern,
     })
+}
+
+/// The value of a semi-generic rule: its last capture group at the top
+/// level (not the first group, gitleaks' secret: in `sonar-api-token` that
+/// is a word of the name, `(login|token)`).
+fn semi_generic_value_hir(pattern: &str) -> Option<Hir> {
+    if !(pattern.contains(SEMI_GENERIC_NAME) && pattern.contains(SEMI_GENERIC_ASSIGN)) {
+        return None;
+    }
+    let hir = parse_hir(pattern)?;
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    parts
+        .iter()
+        .rev()
+        .find(|p| matches!(p.kind(), HirKind::Capture(_)))
+        .cloned()
+}
+
+/// [`Rule::named_value`]: a semi-generic rule's value, in full, with the
+/// rule's own flags (case-insensitive where the rule is).
+pub fn semi_generic_value(pattern: &str) -> Option<Regex> {
+    let value = semi_generic_value_hir(pattern)?;
+    RegexBuilder::new(&format!("^(?:{value})$"))
+        .unicode(false)
+        .build()
+        .ok()
 }
 
 /// The number of characters class `h` allows, if `h` is a class.
@@ -408,6 +431,7 @@ impl Catalog {
             let value = value_format(&pattern);
             rules.push(Rule {
                 value,
+                named_value: semi_generic_value(&pattern),
                 secret_group: r.secret_group.min(regex.captures_len().saturating_sub(1)),
                 entropy: r.entropy,
                 keywords: r.keywords.iter().map(|k| k.to_lowercase()).collect(),

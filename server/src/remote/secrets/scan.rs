@@ -222,6 +222,44 @@ pub fn value_formats(cat: &Catalog, literal: &str, line: &str) -> Vec<usize> {
         .collect()
 }
 
+/// The rules whose provider `near` names (one of a rule's keywords of 4
+/// letters or more occurs in it; generic rules, whose keywords `key`,
+/// `token`, `access` any code has, never) and whose value `literal` is in
+/// full ([`super::catalog::Rule::named_value`]), with the rule's entropy
+/// floor and allowlists; in catalog order. gitleaks finds such a value
+/// only with the name right before it; a comment naming the provider on
+/// the line above (`# LinkedIn` over `CLIENT = "…"`) says as much.
+pub fn named_values(cat: &Catalog, literal: &str, near: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut seen = vec![false; cat.keyword_rules.len()];
+    for m in cat.prefilter.find_overlapping_iter(near) {
+        let p = m.pattern().as_usize();
+        if std::mem::replace(&mut seen[p], true) || m.len() < 4 {
+            continue;
+        }
+        for &r in &cat.keyword_rules[p] {
+            let rule = &cat.rules[r];
+            if out.contains(&r)
+                || rule.id.starts_with("generic")
+                || !rule.named_value.as_ref().is_some_and(|v| v.is_match(literal.as_bytes()))
+            {
+                continue;
+            }
+            let line = || near;
+            let allowed =
+                |lists: &[Allowlist]| lists.iter().any(|a| allows(a, literal, literal, &line));
+            if (rule.entropy == 0.0 || shannon_entropy(literal) > rule.entropy)
+                && !allowed(&cat.global)
+                && !allowed(&rule.allowlists)
+            {
+                out.push(r);
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 /// Characters of a token's body (base64, base64url, hex, dotted ids).
 fn is_token_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-' | b'.' | b'\\')
