@@ -538,7 +538,7 @@ fn corpus(roots: &[PathBuf], ext: &str, n: usize, wide: bool) -> Vec<String> {
     let (mut chunks, mut cur, mut count) = (Vec::new(), String::new(), 0);
     // Test suites hold made-up keys and encoded vectors on purpose.
     let files = common::source_files(roots, ext).into_iter().filter(|p| {
-        !wide || !p.components().any(|c| matches!(c.as_os_str().to_str(), Some("test" | "tests" | "testdata" | "benches")))
+        !wide || !p.components().any(|c| matches!(c.as_os_str().to_str(), Some("test" | "tests" | "testdata" | "benches" | "site-packages" | "dist-packages")))
     });
     'files: for p in files {
         let Ok(text) = std::fs::read_to_string(&p) else {
@@ -565,7 +565,8 @@ fn corpus(roots: &[PathBuf], ext: &str, n: usize, wide: bool) -> Vec<String> {
 fn real_code_is_left_alone() {
     // SLM_LS_SECRETS_WIDE=1: the `src` of every crate in the cargo
     // registry (but `windows-sys`: generated bindings) and the whole Python
-    // standard library, test suites left out, counted and listed, not
+    // standard library (installed packages and test suites left out),
+    // counted and listed, not
     // asserted (the wider check quoted in docs/remote.md).
     let wide = std::env::var("SLM_LS_SECRETS_WIDE").is_ok_and(|v| v == "1");
     const LINES: usize = 20_000;
