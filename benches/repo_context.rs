@@ -230,7 +230,8 @@ fn callee<'t>(
     top: &HashMap<String, Vec<usize>>,
 ) -> Option<tree_sitter::Node<'t>> {
     let f = node.child_by_field_name("function")?;
-    let bare = |n: tree_sitter::Node<'t>| (!imported.outside.contains(&text[n.byte_range()])).then_some(n);
+    let bare =
+        |n: tree_sitter::Node<'t>| (!imported.outside.contains(&text[n.byte_range()])).then_some(n);
     let qualified_by_name = |object: &str, name: &str| {
         let o = f.child_by_field_name(object)?;
         let by_module = matches!(o.kind(), "identifier" | "package_identifier")

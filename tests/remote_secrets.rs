@@ -538,7 +538,20 @@ fn corpus(roots: &[PathBuf], ext: &str, n: usize, wide: bool) -> Vec<String> {
     let (mut chunks, mut cur, mut count) = (Vec::new(), String::new(), 0);
     // Test suites hold made-up keys and encoded vectors on purpose.
     let files = common::source_files(roots, ext).into_iter().filter(|p| {
-        !wide || !p.components().any(|c| matches!(c.as_os_str().to_str(), Some("test" | "tests" | "testdata" | "benches" | "site-packages" | "dist-packages")))
+        !wide
+            || !p.components().any(|c| {
+                matches!(
+                    c.as_os_str().to_str(),
+                    Some(
+                        "test"
+                            | "tests"
+                            | "testdata"
+                            | "benches"
+                            | "site-packages"
+                            | "dist-packages"
+                    )
+                )
+            })
     });
     'files: for p in files {
         let Ok(text) = std::fs::read_to_string(&p) else {
@@ -586,7 +599,10 @@ fn real_code_is_left_alone() {
     if wide {
         // Every unpacked crate: the folder that holds tokio's holds them all.
         let registry = common::registry_crates(&["tokio"]);
-        let all = registry.first().and_then(|c| c.parent()).and_then(|r| std::fs::read_dir(r).ok());
+        let all = registry
+            .first()
+            .and_then(|c| c.parent())
+            .and_then(|r| std::fs::read_dir(r).ok());
         rust = all
             .into_iter()
             .flatten()
@@ -640,5 +656,8 @@ fn real_code_is_left_alone() {
             eprintln!("  {l}");
         }
     }
-    assert!(wide || worst <= 1.0, "more than 1 false redaction per 10,000 lines");
+    assert!(
+        wide || worst <= 1.0,
+        "more than 1 false redaction per 10,000 lines"
+    );
 }

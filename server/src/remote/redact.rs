@@ -393,9 +393,18 @@ fn reads_random(v: &str) -> bool {
         && v.split('.').all(|p| {
             (1..=16).contains(&p.len())
                 && p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && p.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+                && p.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
         });
-    if dotted || (v.contains('%') && PRINTF.replace_all(v, "").bytes().filter(u8::is_ascii_alphanumeric).count() < 4) {
+    if dotted
+        || (v.contains('%')
+            && PRINTF
+                .replace_all(v, "")
+                .bytes()
+                .filter(u8::is_ascii_alphanumeric)
+                .count()
+                < 4)
+    {
         return false;
     }
     let h = secrets::shannon_entropy(v);
@@ -426,7 +435,8 @@ fn reads_random(v: &str) -> bool {
     // `yaj0GjcshuplU===`), however its letters read.
     let base64 = b.ends_with(b"=")
         && (b.iter().any(|c| matches!(c, b'+' | b'/')) || n % 4 == 0)
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
     classes >= 2
         && match letters(b) {
             _ if base64 => true,
@@ -1046,9 +1056,8 @@ static PRINTF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"%[-+ 0#]*[0-9]*(?:\.[0-9]+)?[a-zA-Z]").unwrap());
 
 /// A token of 8 characters or more joined by `=` to a marker.
-static GLUED_BEFORE_MARK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"([A-Za-z0-9+/_.~%-]{8,})=\[REDACTED:").unwrap()
-});
+static GLUED_BEFORE_MARK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"([A-Za-z0-9+/_.~%-]{8,})=\[REDACTED:").unwrap());
 
 #[cfg(test)]
 mod tests {
@@ -1384,7 +1393,12 @@ mod tests {
             "python",
         );
         // Base64 with its padding, however its letters read.
-        gone("CONFIG_7 = \"7U+huzqostAZ=\"\n", "7U+huzqostAZ=", "high-entropy-string", "python");
+        gone(
+            "CONFIG_7 = \"7U+huzqostAZ=\"\n",
+            "7U+huzqostAZ=",
+            "high-entropy-string",
+            "python",
+        );
     }
 
     #[test]

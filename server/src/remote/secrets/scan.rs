@@ -241,7 +241,10 @@ pub fn named_values(cat: &Catalog, literal: &str, near: &str) -> Vec<usize> {
             let rule = &cat.rules[r];
             if out.contains(&r)
                 || rule.id.starts_with("generic")
-                || !rule.named_value.as_ref().is_some_and(|v| v.is_match(literal.as_bytes()))
+                || !rule
+                    .named_value
+                    .as_ref()
+                    .is_some_and(|v| v.is_match(literal.as_bytes()))
             {
                 continue;
             }
