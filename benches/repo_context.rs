@@ -24,7 +24,9 @@
 //! QUALITY_DUMP format for `benches/peer_llama_server.py --quality FILE`.
 //!
 //! Holes are split by a hash of the file's path: the `dev` half (tuned on)
-//! and the `held-out` half (never looked at while tuning); both reported.
+//! and the `held-out` half (never looked at while tuning); both reported,
+//! and the holes whose name appears nowhere else in the file (imports
+//! aside): where only the index can help.
 //! Scores: exact first line, edit similarity, empty answers, with 95%
 //! intervals (Wilson for proportions, normal for the mean). The index's
 //! build time and memory per project are read from `slm-ls/stats`.
@@ -367,6 +369,32 @@ fn holes(projects: &[Project], per_project: usize) -> Vec<Hole> {
     out
 }
 
+/// Whether the hole's name appears nowhere in its file but in import
+/// lines: what only the workspace index can tell the model (a name used
+/// elsewhere in the file is in the prompt's window or the file's own
+/// snippets already).
+fn name_unseen(h: &Hole) -> bool {
+    let name: String = h
+        .expected
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    let is_import = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with("import ")
+            || t.starts_with("from ")
+            || t.starts_with("use ")
+            || t.starts_with("pub use ")
+            || l.contains("require(")
+    };
+    !h.text.lines().filter(|l| !is_import(l)).any(|l| {
+        l.match_indices(name.as_str()).any(|(at, _)| {
+            let ident = |c: char| c.is_alphanumeric() || c == '_';
+            !l[..at].ends_with(ident) && !l[at + name.len()..].starts_with(ident)
+        })
+    })
+}
+
 #[derive(Default, Clone)]
 struct Tally {
     n: usize,
@@ -591,17 +619,20 @@ fn main() {
             }
         }
     }
+    let unseen: Vec<bool> = holes.iter().map(name_unseen).collect();
     for (label, filter) in [
         ("all", None),
         ("dev", Some(false)),
         ("held-out", Some(true)),
+        ("name nowhere else in the file (imports aside)", None),
     ] {
         println!("--- {label} ---");
+        let only_unseen = label.starts_with("name");
         for row in &rows {
             let mut t = Tally::default();
             let mut per_lang: HashMap<&str, Tally> = HashMap::new();
             for (i, h) in holes.iter().enumerate() {
-                if filter.is_some_and(|f| f != h.held_out) {
+                if filter.is_some_and(|f| f != h.held_out) || (only_unseen && !unseen[i]) {
                     continue;
                 }
                 let Some(got) = answers.get(&(row.clone(), i)) else {
