@@ -75,28 +75,29 @@ fn whitespace_before_the_cursor_is_left_out_of_the_prompt_and_removed_again() {
     );
     check(unheal, "a.rs", "let x = $0;\n", " 1;", "1;");
     // A punctuation character that starts longer tokens is healed too: the
-    // model writes `!(` itself, and the `!` already typed is not doubled.
-    let ctx = fixture("a.rs", "fn t() {\n    assert_eq!$0;\n}\n");
-    assert_eq!(ctx.input.heal, "!");
-    assert!(ctx.input.prefix.ends_with("    assert_eq"));
-    check(
-        unheal,
-        "a.rs",
-        "fn t() {\n    assert_eq!$0;\n}\n",
-        "!(1, f(2))",
-        "(1, f(2))",
-    );
-    // A path's `::` is left out whole: the model writes it as one token.
-    let ctx = fixture("a.rs", "fn t() {\n    let k = Kind::$0\n}\n");
-    assert_eq!(ctx.input.heal, "::");
-    assert!(ctx.input.prefix.ends_with("let k = Kind"));
-    check(
-        unheal,
-        "a.rs",
-        "fn t() {\n    let k = Kind::$0\n}\n",
-        "::Group(x)",
-        "Group(x)",
-    );
+    // model writes `!(` itself, and the `!` already typed is not doubled;
+    // a path's `::` is left out whole (the model writes it as one token).
+    for (src, heal, prompt_end, model, shown) in [
+        (
+            "fn t() {\n    assert_eq!$0;\n}\n",
+            "!",
+            "    assert_eq",
+            "!(1, f(2))",
+            "(1, f(2))",
+        ),
+        (
+            "fn t() {\n    let k = Kind::$0\n}\n",
+            "::",
+            "let k = Kind",
+            "::Group(x)",
+            "Group(x)",
+        ),
+    ] {
+        let ctx = fixture("a.rs", src);
+        assert_eq!(ctx.input.heal, heal);
+        assert!(ctx.input.prefix.ends_with(prompt_end));
+        check(unheal, "a.rs", src, model, shown);
+    }
     assert_eq!(fixture("a.py", "x = y$0\n").input.heal, "");
     check(
         unheal,

@@ -720,7 +720,16 @@ fn catalog_format(v: &str, line: &str) -> Option<&'static str> {
                 }
             })
         });
-    match (found.next(), found.next()) {
+    kind_of(cat, &mut found)
+}
+
+/// The kind a literal that is the value of `rules` is withheld as: the
+/// rule's id, or `catalog-format` where several rules share the format.
+fn kind_of(
+    cat: &'static secrets::Catalog,
+    rules: &mut dyn Iterator<Item = usize>,
+) -> Option<&'static str> {
+    match (rules.next(), rules.next()) {
         (None, _) => None,
         (Some(r), None) => Some(cat.rules[r].id.as_str()),
         (Some(_), Some(_)) => Some("catalog-format"),
@@ -741,12 +750,10 @@ fn provider_value(v: &str, near: &str) -> Option<&'static str> {
         return None;
     }
     let cat = secrets::catalog();
-    let found = secrets::scan::named_values(cat, v, near);
-    match found.as_slice() {
-        [] => None,
-        [r] => Some(cat.rules[*r].id.as_str()),
-        _ => Some("catalog-format"),
-    }
+    kind_of(
+        cat,
+        &mut secrets::scan::named_values(cat, v, near).into_iter(),
+    )
 }
 
 /// How many words `b` splits into the way identifiers do (`HTTPConnection`
@@ -977,16 +984,17 @@ pub fn redact_within(
                 let b = text[at..].find('\n').map_or(text.len(), |i| at + i);
                 // The line and the two above it: where a provider's name
                 // says what a value under a neutral name is.
-                let n = text[..a]
-                    .char_indices()
-                    .rev()
-                    .filter(|&(_, ch)| ch == '\n')
-                    .nth(2)
-                    .map_or(0, |(i, _)| i + 1);
+                let near = || {
+                    let n = text[..a]
+                        .match_indices('\n')
+                        .nth_back(2)
+                        .map_or(0, |(i, _)| i + 1);
+                    &text[n..b]
+                };
                 let kind = match catalog_format(body, &text[a..b]) {
                     Some(kind) => kind,
                     None if random_literal(body) => "high-entropy-string",
-                    None => match provider_value(body, &text[n..b]) {
+                    None => match provider_value(body, near()) {
                         Some(kind) => kind,
                         None => return whole.to_string(),
                     },

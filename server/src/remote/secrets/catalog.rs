@@ -76,7 +76,7 @@ pub struct Rule {
     /// a value, on its own, in full (`^(?:[a-z0-9]{16})$` for LinkedIn's
     /// client secret), whatever its format: what a literal must be to be
     /// this rule's value when the provider is named near it but not before
-    /// it (see [`semi_generic_value`]).
+    /// it (see [`semi_generic_value`] and [`named_value`]).
     pub named_value: Option<Regex>,
 }
 
@@ -240,9 +240,7 @@ pub fn parse_hir(pattern: &str) -> Option<Hir> {
 /// format may be that rule's secret even where the provider's name is not
 /// before it (`CONFIG_7 = "c064c74d:d6b44ccb"`); one of `[a-z0-9]{32}`
 /// could be anything, and is left to redaction's randomness test alone.
-pub fn value_format(pattern: &str) -> Option<ValueFormat> {
-    let value = semi_generic_value_hir(pattern)?;
-    let value = &value;
+pub fn value_format(value: &Hir) -> Option<ValueFormat> {
     if !fixes_something(value) {
         return None;
     }
@@ -259,7 +257,7 @@ pub fn value_format(pattern: &str) -> Option<ValueFormat> {
 /// The value of a semi-generic rule: its last capture group at the top
 /// level (not the first group, gitleaks' secret: in `sonar-api-token` that
 /// is a word of the name, `(login|token)`).
-fn semi_generic_value_hir(pattern: &str) -> Option<Hir> {
+pub fn semi_generic_value(pattern: &str) -> Option<Hir> {
     if !(pattern.contains(SEMI_GENERIC_NAME) && pattern.contains(SEMI_GENERIC_ASSIGN)) {
         return None;
     }
@@ -276,8 +274,7 @@ fn semi_generic_value_hir(pattern: &str) -> Option<Hir> {
 
 /// [`Rule::named_value`]: a semi-generic rule's value, in full, with the
 /// rule's own flags (case-insensitive where the rule is).
-pub fn semi_generic_value(pattern: &str) -> Option<Regex> {
-    let value = semi_generic_value_hir(pattern)?;
+fn named_value(value: &Hir) -> Option<Regex> {
     RegexBuilder::new(&format!("^(?:{value})$"))
         .unicode(false)
         .build()
@@ -428,10 +425,10 @@ impl Catalog {
                 .collect();
             // (A format that does not compile alone, none today, only means
             // that rule's values need its name before them.)
-            let value = value_format(&pattern);
+            let semi_generic = semi_generic_value(&pattern);
             rules.push(Rule {
-                value,
-                named_value: semi_generic_value(&pattern),
+                value: semi_generic.as_ref().and_then(value_format),
+                named_value: semi_generic.as_ref().and_then(named_value),
                 secret_group: r.secret_group.min(regex.captures_len().saturating_sub(1)),
                 entropy: r.entropy,
                 keywords: r.keywords.iter().map(|k| k.to_lowercase()).collect(),

@@ -211,15 +211,18 @@ pub fn value_formats(cat: &Catalog, literal: &str, line: &str) -> Vec<usize> {
         .matches(literal.as_bytes())
         .into_iter()
         .map(|p| cat.value_rules[p])
-        .filter(|&r| {
-            let rule = &cat.rules[r];
-            let allowed =
-                |lists: &[Allowlist]| lists.iter().any(|a| allows(a, literal, literal, &line));
-            (rule.entropy == 0.0 || shannon_entropy(literal) > rule.entropy)
-                && !allowed(&cat.global)
-                && !allowed(&rule.allowlists)
-        })
+        .filter(|&r| taken_as(cat, r, literal, &line))
         .collect()
+}
+
+/// Whether rule `r` takes `literal` as its secret and its match, on `line`:
+/// the rule's entropy floor and allowlists (the global ones too).
+fn taken_as<'a>(cat: &Catalog, r: usize, literal: &str, line: &dyn Fn() -> &'a str) -> bool {
+    let rule = &cat.rules[r];
+    let allowed = |lists: &[Allowlist]| lists.iter().any(|a| allows(a, literal, literal, line));
+    (rule.entropy == 0.0 || shannon_entropy(literal) > rule.entropy)
+        && !allowed(&cat.global)
+        && !allowed(&rule.allowlists)
 }
 
 /// The rules whose provider `near` names (one of a rule's keywords of 4
@@ -248,13 +251,7 @@ pub fn named_values(cat: &Catalog, literal: &str, near: &str) -> Vec<usize> {
             {
                 continue;
             }
-            let line = || near;
-            let allowed =
-                |lists: &[Allowlist]| lists.iter().any(|a| allows(a, literal, literal, &line));
-            if (rule.entropy == 0.0 || shannon_entropy(literal) > rule.entropy)
-                && !allowed(&cat.global)
-                && !allowed(&rule.allowlists)
-            {
+            if taken_as(cat, r, literal, &|| near) {
                 out.push(r);
             }
         }
